@@ -1,0 +1,146 @@
+"""Model registry in the style of timm: a config per variant, `create_model`, `list_models`, `model_info`.
+
+Each family module under `cozoo/models/` calls `register_model(ModelConfig(...))` at import time.
+Published figures (accuracy, GFLOPs, checkpoint source) live in `weights_manifest.json` and are merged
+into `model_info` by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+KINETICS_MEAN = (0.45, 0.45, 0.45)
+KINETICS_STD = (0.225, 0.225, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to build a variant and feed it correctly preprocessed clips."""
+
+    name: str
+    family: str
+    builder: Callable[..., nn.Module]
+    frames: int
+    sampling_rate: int
+    train_crop: int
+    test_crop: int
+    num_classes: int = 400
+    mean: tuple[float, float, float] = KINETICS_MEAN
+    std: tuple[float, float, float] = KINETICS_STD
+    dataset: str = "kinetics400"
+    builder_kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    # Name of the regular model this continual variant is transferred from (None for regular models).
+    source: str | None = None
+
+    @property
+    def continual(self) -> bool:
+        return self.source is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("builder")
+        out["continual"] = self.continual
+        return out
+
+
+_REGISTRY: dict[str, ModelConfig] = {}
+
+
+class UnknownModelError(KeyError):
+    """Raised for a model name that is not registered; the message lists the closest matches."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+def register_model(config: ModelConfig) -> ModelConfig:
+    if config.name in _REGISTRY:
+        raise ValueError(f"model {config.name!r} is registered twice")
+    _REGISTRY[config.name] = config
+    return config
+
+
+def _ensure_loaded() -> None:
+    """Import the family modules so their registrations run."""
+    import cozoo.models  # noqa: F401
+
+
+def get_config(name: str) -> ModelConfig:
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.4)
+        hint = f"; closest matches: {', '.join(close)}" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}{hint}. See cozoo.list_models() for all names."
+        ) from None
+
+
+def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]:
+    """Sorted registered names matching a shell-style wildcard (e.g. ``"*x3d*"``).
+
+    ``pretrained=True`` keeps only names with a published checkpoint in the manifest,
+    ``pretrained=False`` only those without; ``None`` keeps all.
+    """
+    _ensure_loaded()
+    names = sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    if pretrained is None:
+        return names
+    from cozoo.weights.manifest import has_pretrained
+
+    return [n for n in names if has_pretrained(n) == pretrained]
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """The variant's config merged with its manifest entry (published figures, weights source)."""
+    info = get_config(name).as_dict()
+    from cozoo.weights.manifest import manifest_entry
+
+    info["weights"] = manifest_entry(name)
+    return info
+
+
+def create_model(
+    name: str, pretrained: bool | str = False, num_classes: int | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build a registered model.
+
+    ``pretrained=True`` loads the published checkpoint (downloaded and cached, see `cozoo.weights`);
+    a string is a path to a checkpoint file. ``num_classes`` different from the checkpoint's resets
+    only the classifier (a freshly initialised final linear layer); all other weights are kept.
+    Extra keyword arguments go to the builder (e.g. ``pool_window=64`` for continual variants).
+    """
+    config = get_config(name)
+    build_kwargs = {**config.builder_kwargs, **kwargs}
+    model = config.builder(num_classes=config.num_classes, **build_kwargs)
+    if pretrained:
+        from cozoo.weights.load import load_pretrained
+
+        load_pretrained(model, config, None if pretrained is True else str(pretrained))
+    if num_classes is not None and num_classes != config.num_classes:
+        reset_classifier(model, num_classes)
+    model.cozoo_config = config  # type: ignore[attr-defined]
+    return model
+
+
+def reset_classifier(model: nn.Module, num_classes: int) -> None:
+    """Replace the last ``nn.Linear`` of a model by a fresh one with ``num_classes`` outputs."""
+    last_name, last = None, None
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last_name, last = module_name, module
+    if last is None or last_name is None:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier to reset")
+    parent = model.get_submodule(last_name.rpartition(".")[0]) if "." in last_name else model
+    new = nn.Linear(last.in_features, num_classes, bias=last.bias is not None)
+    new.to(device=last.weight.device, dtype=last.weight.dtype)
+    setattr(parent, last_name.rpartition(".")[2], new)

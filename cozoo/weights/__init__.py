@@ -1,0 +1,1 @@
+"""Pretrained weights: manifest, download and verification, converters, loading."""

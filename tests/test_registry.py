@@ -1,0 +1,49 @@
+import pytest
+import torch
+from torch import nn
+
+from cozoo import registry
+from cozoo.registry import ModelConfig, UnknownModelError
+
+
+def _tiny_builder(num_classes: int = 400, width: int = 4) -> nn.Module:
+    return nn.Sequential(nn.Conv3d(3, width, 1), nn.Flatten(2), nn.Linear(8, num_classes))
+
+
+@pytest.fixture
+def tiny_registered():
+    cfg = ModelConfig(name="_tiny_test_model", family="test", builder=_tiny_builder, frames=2,
+                      sampling_rate=1, train_crop=2, test_crop=2, num_classes=7)
+    registry.register_model(cfg)
+    yield cfg
+    registry._REGISTRY.pop(cfg.name)
+
+
+def test_create_model_uses_config_and_kwargs(tiny_registered):
+    model = registry.create_model("_tiny_test_model", width=5)
+    assert model[0].out_channels == 5
+    assert model[2].out_features == 7
+    assert model.cozoo_config is tiny_registered
+
+
+def test_unknown_name_lists_close_matches(tiny_registered):
+    with pytest.raises(UnknownModelError, match="_tiny_test_model"):
+        registry.create_model("_tiny_test_modl")
+
+
+def test_list_models_wildcard(tiny_registered):
+    assert "_tiny_test_model" in registry.list_models("_tiny*")
+    assert registry.list_models("_no_such_prefix*") == []
+
+
+def test_reset_classifier_replaces_only_last_linear(tiny_registered):
+    model = registry.create_model("_tiny_test_model")
+    conv_weight = model[0].weight.clone()
+    registry.reset_classifier(model, 3)
+    assert model[2].out_features == 3
+    assert torch.equal(model[0].weight, conv_weight)
+
+
+def test_reset_classifier_without_linear_raises():
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        registry.reset_classifier(nn.Conv3d(1, 1, 1), 3)
