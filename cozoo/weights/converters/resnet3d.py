@@ -1,0 +1,87 @@
+"""PyTorchVideo ResNet checkpoints (I3D-R50, Slow-R50, R(2+1)D-R50) -> `cozoo.models.resnet3d`.
+
+PyTorchVideo stores ``blocks.<i>.…`` with ``blocks`` = [stem, stage1, (pool), stage2, stage3, stage4, head];
+the parameter-free stage-1 pool of I3D shifts the later indices, so blocks are matched by order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from cozoo.weights.converters import CheckpointMismatchError, StateDict, register_converter
+
+BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+Rules = Sequence[tuple[str, str]]
+
+# Keys of one PyTorchVideo ResBlock, relative to the block -> keys of a cozoo bottleneck Residual.
+RES_BLOCK_RULES: Rules = (
+    (r"branch1_conv\.weight", r"shortcut.conv.weight"),
+    (rf"branch1_norm\.{BN}", r"shortcut.bn.\1"),
+    (r"branch2\.conv_([abc])\.weight", r"branch.conv_\1.weight"),
+    (rf"branch2\.norm_([abc])\.{BN}", r"branch.bn_\1.\2"),
+    (r"branch2\.conv_b\.conv_(t|xy)\.weight", r"branch.conv_b.conv_\1.weight"),
+    (rf"branch2\.conv_b\.norm\.{BN}", r"branch.conv_b.bn.\1"),
+)
+STEM_RULES: Rules = ((r"conv\.weight", r"conv.weight"), (rf"norm\.{BN}", r"bn.\1"))
+
+
+def rename(key: str, rules: Rules) -> str | None:
+    """The first rule whose pattern matches all of ``key``, applied; ``None`` when none matches."""
+    for pattern, replacement in rules:
+        match = re.fullmatch(pattern, key)
+        if match:
+            return match.expand(replacement)
+    return None
+
+
+def raise_unexpected(unknown: Sequence[str], what: str) -> None:
+    """Raise `CheckpointMismatchError` naming the checkpoint keys no rule maps."""
+    if unknown:
+        raise CheckpointMismatchError(
+            f"unexpected keys for a {what} checkpoint ({len(unknown)}): {', '.join(sorted(unknown)[:20])}"
+        )
+
+
+def convert_res_stage_key(key: str, prefix: str) -> str | None:
+    """``res_blocks.<j>.<block key>`` -> ``<prefix>.<j>.<cozoo block key>``."""
+    match = re.fullmatch(r"res_blocks\.(\d+)\.(.+)", key)
+    if not match:
+        return None
+    inner = rename(match.group(2), RES_BLOCK_RULES)
+    return None if inner is None else f"{prefix}.{match.group(1)}.{inner}"
+
+
+@register_converter("pytorchvideo", "resnet3d")
+def convert_pytorchvideo_resnet3d(state_dict: StateDict) -> StateDict:
+    """Map a PyTorchVideo ``create_resnet`` / ``create_r2plus1d`` state dict to cozoo's keys."""
+    parsed = {key: re.fullmatch(r"blocks\.(\d+)\.(.+)", key) for key in state_dict}
+    unknown = [key for key, match in parsed.items() if match is None]
+    raise_unexpected(unknown, "PyTorchVideo ResNet")
+    indices = sorted({int(match.group(1)) for match in parsed.values() if match})
+    names = ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
+    if len(indices) != len(names):
+        raise CheckpointMismatchError(
+            f"a PyTorchVideo ResNet checkpoint has parameters in 6 blocks (stem, 4 stages, head); "
+            f"this one has them in blocks {indices}"
+        )
+    position = {index: names[i] for i, index in enumerate(indices)}
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        match = parsed[key]
+        assert match is not None
+        name, rest = position[int(match.group(1))], match.group(2)
+        if name == "stem":
+            inner = rename(rest, STEM_RULES)
+            new = None if inner is None else f"stem.{inner}"
+        elif name == "head":
+            inner = rename(rest, ((r"proj\.(weight|bias)", r"fc.\1"),))
+            new = None if inner is None else f"head.{inner}"
+        else:
+            new = convert_res_stage_key(rest, name)
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
+    raise_unexpected(unknown, "PyTorchVideo ResNet")
+    return out
