@@ -1,0 +1,151 @@
+"""SlowFast-R50 in PyTorchVideo's Kinetics layouts (8x8: alpha 4; 4x16: alpha 8; beta 1/8 in both).
+
+The model is an ``nn.Sequential`` with named children::
+
+    pathways  SplitPathways(alpha)                  clip -> [slow, fast]
+    stem      Pathways([slow stem, fast stem])      `cozoo.models.resnet3d.make_stem` each
+    fuse0     FuseFastToSlow(conv, bn, activation)  conv (k,1,1), stride (alpha,1,1), padding (k//2,0,0)
+    stage1    Pathways([slow stage, fast stage])    `cozoo.models.resnet3d.res_stage` each
+    fuse1, stage2, fuse2, stage3, fuse3, stage4
+    head      Sequential(pool=Pathways([GlobalAvgPool3d, GlobalAvgPool3d]), concat=ConcatPathways,
+                         dropout, flatten=Flatten, fc=Linear)
+
+Slow stages take (1, 1, 3, 3) as conv_a temporal kernels, fast stages 3 everywhere; all temporal strides
+are 1. Input: a clip (N, 3, T_fast, H, W), whose slow pathway is the uniformly subsampled frames
+``x[:, :, ::alpha]`` (frames 0, alpha, 2 alpha, ...; PyTorchVideo's ``PackPathway`` transform instead
+picks ``linspace(0, T - 1, T // alpha)``, which is not uniform), or an explicit list ``[slow, fast]``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from cozoo.models.blocks import Flatten, GlobalAvgPool3d
+from cozoo.models.resnet3d import R50_DEPTHS, make_stem, res_stage
+from cozoo.registry import ModelConfig, register_model
+
+Clip = torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]
+
+
+class SplitPathways(nn.Module):
+    """Clip -> ``[slow, fast]`` with ``slow = slow_sampler(clip)``; a ``[slow, fast]`` list passes through.
+
+    ``slow_sampler`` is ``MaxPool3d(kernel_size=1, stride=(alpha, 1, 1))``, i.e. ``x[:, :, ::alpha]``.
+    """
+
+    def __init__(self, alpha: int) -> None:
+        super().__init__()
+        if alpha < 1:
+            raise ValueError(f"alpha must be a positive integer, got {alpha}")
+        self.alpha = alpha
+        self.slow_sampler = nn.MaxPool3d(kernel_size=1, stride=(alpha, 1, 1))
+
+    def forward(self, x: Clip) -> list[torch.Tensor]:
+        if isinstance(x, torch.Tensor):
+            if x.dim() != 5:
+                raise ValueError(f"expected a clip of shape (N, C, T, H, W), got shape {tuple(x.shape)}")
+            return [self.slow_sampler(x), x]
+        if len(x) != 2 or any(not isinstance(t, torch.Tensor) or t.dim() != 5 for t in x):
+            raise ValueError("expected a clip tensor or a list [slow, fast] of two (N, C, T, H, W) tensors")
+        return list(x)
+
+
+class Pathways(nn.ModuleList):
+    """Apply module i to tensor i of a list; returns the list of outputs."""
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        if len(xs) != len(self):
+            raise ValueError(f"expected {len(self)} pathway tensors, got {len(xs)}")
+        return [module(x) for module, x in zip(self, xs, strict=True)]
+
+
+class FuseFastToSlow(nn.Module):
+    """``[slow, fast] -> [cat(slow, activation(bn(conv(fast))), dim=1), fast]`` (lateral connection)."""
+
+    def __init__(self, conv: nn.Conv3d, bn: nn.BatchNorm3d, activation: nn.Module) -> None:
+        super().__init__()
+        self.conv = conv
+        self.bn = bn
+        self.activation = activation
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        slow, fast = xs
+        return [torch.cat([slow, self.activation(self.bn(self.conv(fast)))], dim=1), fast]
+
+
+class ConcatPathways(nn.Module):
+    """Concatenate a list of pathway tensors along channels."""
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(xs, dim=1)
+
+
+def _fuse(fast_channels: int, ratio: int, kernel: int, alpha: int) -> FuseFastToSlow:
+    conv = nn.Conv3d(fast_channels, fast_channels * ratio, kernel_size=(kernel, 1, 1), stride=(alpha, 1, 1),
+                     padding=(kernel // 2, 0, 0), bias=False)
+    return FuseFastToSlow(conv, nn.BatchNorm3d(fast_channels * ratio), nn.ReLU())
+
+
+def create_slowfast(
+    *,
+    num_classes: int = 400,
+    alpha: int = 4,
+    beta_inv: int = 8,
+    fusion_kernel: int = 7,
+    fusion_ratio: int = 2,
+    dropout: float = 0.5,
+) -> nn.Sequential:
+    """SlowFast-R50: fast pathway ``beta_inv`` times thinner and ``alpha`` times denser in time."""
+    slow_width = 64
+    fast_width = slow_width // beta_inv
+    layers: list[tuple[str, nn.Module]] = [
+        ("pathways", SplitPathways(alpha)),
+        ("stem", Pathways([make_stem(3, slow_width, 1), make_stem(3, fast_width, 5)])),
+        ("fuse0", _fuse(fast_width, fusion_ratio, fusion_kernel, alpha)),
+    ]
+    slow_kernels = ((1,), (1,), (3,), (3,))
+    dim_in, dim_inner = slow_width, slow_width
+    for i, depth in enumerate(R50_DEPTHS):
+        dim_out = dim_inner * 4
+        spatial_stride = 1 if i == 0 else 2
+        slow = res_stage(depth, dim_in + dim_in * fusion_ratio // beta_inv, dim_inner, dim_out,
+                         conv_a_temporal_kernels=slow_kernels[i], spatial_stride=spatial_stride)
+        fast = res_stage(depth, dim_in // beta_inv, dim_inner // beta_inv, dim_out // beta_inv,
+                         conv_a_temporal_kernels=(3,), spatial_stride=spatial_stride)
+        layers.append((f"stage{i + 1}", Pathways([slow, fast])))
+        if i < len(R50_DEPTHS) - 1:
+            layers.append((f"fuse{i + 1}", _fuse(dim_out // beta_inv, fusion_ratio, fusion_kernel, alpha)))
+        dim_in, dim_inner = dim_out, dim_inner * 2
+    layers.append(("head", nn.Sequential(OrderedDict([
+        ("pool", Pathways([GlobalAvgPool3d(), GlobalAvgPool3d()])),
+        ("concat", ConcatPathways()),
+        ("dropout", nn.Dropout(dropout)),
+        ("flatten", Flatten()),
+        ("fc", nn.Linear(dim_in + dim_in // beta_inv, num_classes)),
+    ]))))
+    return nn.Sequential(OrderedDict(layers))
+
+
+def slowfast_r50(num_classes: int = 400, dropout: float = 0.5) -> nn.Sequential:
+    """SlowFast-R50 8x8 (PyTorchVideo ``slowfast_r50``): alpha 4, fusion kernel 7, 34.57M params."""
+    return create_slowfast(num_classes=num_classes, alpha=4, fusion_kernel=7, dropout=dropout)
+
+
+def slowfast_r50_4x16(num_classes: int = 400, dropout: float = 0.5) -> nn.Sequential:
+    """SlowFast-R50 4x16 (SLOWFAST_4x16_R50): alpha 8, fusion kernel 5, 34.48M params."""
+    return create_slowfast(num_classes=num_classes, alpha=8, fusion_kernel=5, dropout=dropout)
+
+
+register_model(ModelConfig(
+    name="slowfast_r50", family="slowfast", builder=slowfast_r50, frames=32, sampling_rate=2, train_crop=224,
+    test_crop=256, description="SlowFast ResNet-50 8x8: 32 fast frames at rate 2, slow = every 4th "
+                               "(PyTorchVideo SLOWFAST_8x8_R50)",
+))
+register_model(ModelConfig(
+    name="slowfast_r50_4x16", family="slowfast", builder=slowfast_r50_4x16, frames=32, sampling_rate=2,
+    train_crop=224, test_crop=256, description="SlowFast ResNet-50 4x16: 32 fast frames at rate 2, slow = "
+                                               "every 8th (PyTorchVideo SLOWFAST_4x16_R50)",
+))
