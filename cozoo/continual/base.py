@@ -1,0 +1,183 @@
+"""The continual-module protocol: one set of parameters, three call modes.
+
+* ``forward(clip)``: clip (batch) mode on (N, C, T, H, W).
+* ``forward_step(frame)``: one frame (N, C, H, W) -> one output frame, or ``None`` during warm-up and on
+  the steps a temporal stride skips.
+* ``forward_steps(frames)``: a run of frames (N, C, T, H, W) stepped one by one; outputs stacked on dim 2.
+
+Temporal bookkeeping, all in frames of the module's own input:
+
+* ``receptive_field``: input frames that one output depends on.
+* ``stride``: an output every ``stride`` input frames (in steady state).
+* ``temporal_padding``: zero padding the *source* (regular) layer applied at the start of the clip.
+* ``delay = receptive_field - temporal_padding - 1``: an output emitted at step ``t`` is the source
+  network's output centred on input frame ``t - delay``.
+* ``first_output``: index of the first step that yields an output (so ``first_output`` warm-up steps).
+
+Clip mode computes exactly what stepping computes: temporal zero padding is dropped, and so are the
+source outputs that would have touched it (the Co3D "model shift"). `set_source_padding(True)`
+restores the source network's clip-mode behaviour, for weight-transfer checks.
+
+Step mode is written for CUDA-graph capture: state lives in buffers allocated at the first step after
+`reset()` and then updated in place; which modules run at a step depends only on the step count,
+never on data.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class StreamError(ValueError):
+    """A frame does not fit the stream (rank, shape, dtype or device), or the stream changed mid-way."""
+
+
+class ContinualModule:
+    """Mixin for continual modules; combine with ``nn.Module`` (or a subclass of it)."""
+
+    #: Rank of one input frame (4 for (N, C, H, W); 2 for features (N, F)); None accepts any.
+    frame_rank: int | None = 4
+
+    # -- temporal schedule (stateless defaults) -------------------------------------------------------
+    @property
+    def receptive_field(self) -> int:
+        return 1
+
+    @property
+    def stride(self) -> int:
+        return 1
+
+    @property
+    def temporal_padding(self) -> int:
+        return 0
+
+    @property
+    def first_output(self) -> int:
+        return 0
+
+    @property
+    def delay(self) -> int:
+        return self.receptive_field - self.temporal_padding - 1
+
+    @property
+    def expected_channels(self) -> int | None:
+        """Channel count a frame must have, where the module knows it."""
+        return None
+
+    def _bind_input(self, skip: int) -> int:
+        """Tell the module that the first ``skip`` elements of its source input stream were dropped
+        (they depended on zero padding upstream); returns how many of its own source outputs are
+        dropped. Strided layers use it to keep the source network's sampling phase."""
+        return skip
+
+    # -- step mode -------------------------------------------------------------------------------------
+    def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
+        """One step without input checks; containers call this on their children."""
+        raise NotImplementedError
+
+    def _reset_state(self) -> None:
+        """Drop this module's own state (children are reset by `reset`)."""
+
+    def forward_step(self, frame: torch.Tensor) -> torch.Tensor | None:
+        """Feed one frame; returns an output frame or ``None`` (warm-up or a skipped strided step)."""
+        self._check_frame(frame)
+        return self._step(frame)
+
+    def forward_steps(self, frames: torch.Tensor) -> torch.Tensor | None:
+        """Feed ``frames`` (N, C, T, ...) one by one; returns the outputs stacked on dim 2, or ``None``."""
+        if not isinstance(frames, torch.Tensor) or frames.dim() < 3:
+            raise StreamError(f"forward_steps expects a tensor (N, C, T, ...), got {_describe(frames)}")
+        outputs = []
+        for t in range(frames.shape[2]):
+            out = self.forward_step(frames[:, :, t])
+            if out is not None:
+                outputs.append(out)
+        return torch.stack(outputs, dim=2) if outputs else None
+
+    def reset(self) -> None:
+        """Forget the stream: drop all state in this module and its children."""
+        assert isinstance(self, nn.Module)
+        for module in self.modules():
+            if isinstance(module, ContinualModule):
+                module._reset_state()
+                module.__dict__.pop("_stream_signature", None)
+
+    def set_source_padding(self, enabled: bool = True) -> None:
+        """Clip mode reproduces the source network (with its temporal padding) when ``enabled``."""
+        assert isinstance(self, nn.Module)
+        for module in self.modules():
+            if isinstance(module, ContinualModule):
+                module.__dict__["_source_padding"] = enabled
+
+    @property
+    def source_padding(self) -> bool:
+        return self.__dict__.get("_source_padding", False)
+
+    # -- input validation (top-level calls only) -------------------------------------------------------
+    def _check_frame(self, frame: torch.Tensor) -> None:
+        if not isinstance(frame, torch.Tensor):
+            raise StreamError(f"forward_step expects a tensor frame, got {_describe(frame)}")
+        if self.frame_rank is not None and frame.dim() != self.frame_rank:
+            layout = "(N, C, H, W)" if self.frame_rank == 4 else f"a rank-{self.frame_rank} tensor"
+            hint = " (pass a clip to forward() or forward_steps())" if frame.dim() == self.frame_rank + 1 else ""
+            raise StreamError(f"expected one frame {layout}, got shape {tuple(frame.shape)}{hint}")
+        if not frame.is_floating_point():
+            raise StreamError(f"frames must be floating point, got dtype {frame.dtype}")
+        channels = self.expected_channels
+        if channels is not None and frame.shape[1] != channels:
+            raise StreamError(f"expected {channels} channels, got a frame of shape {tuple(frame.shape)}")
+        param = next(self.parameters(), None) if isinstance(self, nn.Module) else None
+        if param is not None and (frame.dtype != param.dtype or frame.device != param.device):
+            raise StreamError(
+                f"frame is {frame.dtype} on {frame.device} but the model is {param.dtype} on {param.device}"
+            )
+        signature = self.__dict__.get("_stream_signature")
+        if signature is None:
+            self.__dict__["_stream_signature"] = (tuple(frame.shape), frame.dtype, frame.device)
+            return
+        shape, dtype, device = signature
+        if tuple(frame.shape) != shape:
+            what = "batch size" if frame.shape[0] != shape[0] else (
+                "channel count" if frame.shape[1] != shape[1] else "frame size")
+            raise StreamError(
+                f"{what} changed mid-stream: frames so far were {shape}, this one is {tuple(frame.shape)}; "
+                "call reset() to start a new stream"
+            )
+        if (frame.dtype, frame.device) != (dtype, device):
+            raise StreamError(
+                f"dtype/device changed mid-stream from {dtype} on {device} to {frame.dtype} on {frame.device}; "
+                "call reset() to start a new stream"
+            )
+
+
+def _describe(value: object) -> str:
+    return f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def emits(step: int, first_output: int, stride: int) -> bool:
+    """Whether a module with this schedule yields an output at 0-based input ``step``."""
+    return step >= first_output and (step - first_output) % stride == 0
+
+
+def first_window(skip: int, padding: int, stride: int) -> tuple[int, int]:
+    """For a layer whose input lost its first ``skip`` source elements: the input index where the
+    first padding-free source window starts, and the source index of that output (= outputs dropped)."""
+    first_source_output = -(-(skip + padding) // stride)
+    return first_source_output * stride - padding - skip, first_source_output
+
+
+def pad_to_length(x: torch.Tensor, length: int) -> tuple[torch.Tensor, bool]:
+    """Zero-extend dim 2 of a clip to at least ``length`` frames; the flag says whether it was too short
+    (then the caller keeps zero outputs, as stepping such a clip yields none)."""
+    missing = length - x.shape[2]
+    if missing <= 0:
+        return x, False
+    return torch.cat([x, x.new_zeros(*x.shape[:2], missing, *x.shape[3:])], dim=2), True
+
+
+def shift_in(buffer: torch.Tensor, frame: torch.Tensor) -> None:
+    """In place: drop the oldest entry on dim 2 of ``buffer`` and append ``frame`` as the newest."""
+    if buffer.shape[2] > 1:
+        buffer[:, :, :-1] = buffer[:, :, 1:].clone()
+    buffer[:, :, -1] = frame

@@ -1,0 +1,168 @@
+"""Continual 3D convolution: a temporal FIR filter over frames, spatial convolution within each frame.
+
+Two step-mode forms compute the same outputs:
+
+* ``"pre"`` (direct form) caches the last ``receptive_field`` input frames and convolves them once per
+  emitted output; state = receptive_field x C_in frames. Cheapest in memory when C_in < C_out.
+* ``"post"`` (transposed form) convolves each incoming frame with every temporal tap at once (one 2D conv
+  with K_T x C_out output channels) and keeps the (K_T - 1) x dilation partial sums of future outputs;
+  state = (K_T - 1) x dilation x C_out frames. Cheapest in memory when C_in > C_out.
+
+Either way a step costs one output frame of compute. ``cache="auto"`` picks by memory; with a temporal
+stride > 1 it picks ``"pre"``, which only computes on emitted steps (``"post"`` still works but computes
+partial sums every step).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cozoo.continual.base import ContinualModule, emits, first_window, pad_to_length, shift_in
+
+CacheForm = Literal["auto", "pre", "post"]
+
+
+class CoConv3d(ContinualModule, nn.Module):
+    """Continual counterpart of ``nn.Conv3d``; parameters ``weight``/``bias`` keep the source's names."""
+
+    def __init__(self, conv: nn.Conv3d, cache: CacheForm = "auto") -> None:
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(
+                f"CoConv3d supports numeric zero padding only, got padding={conv.padding!r} "
+                f"padding_mode={conv.padding_mode!r}"
+            )
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.in_channels, self.out_channels, self.groups = conv.in_channels, conv.out_channels, conv.groups
+        self.kernel_t, self.dilation_t = conv.kernel_size[0], conv.dilation[0]
+        self.stride_t, self.padding_t = conv.stride[0], int(conv.padding[0])
+        self.spatial_stride = tuple(conv.stride[1:])
+        self.spatial_padding = tuple(int(p) for p in conv.padding[1:])
+        self.spatial_dilation = tuple(conv.dilation[1:])
+        self.cache = self._choose_cache(cache)
+        self.input_skip = 0
+        self._reset_state()
+
+    def _choose_cache(self, cache: CacheForm) -> str:
+        if cache not in ("auto", "pre", "post"):
+            raise ValueError(f"cache must be 'auto', 'pre' or 'post', got {cache!r}")
+        if cache != "auto":
+            return cache
+        if self.kernel_t == 1 or self.stride_t > 1:
+            return "pre"
+        pre_state = self.receptive_field * self.in_channels
+        post_state = (self.receptive_field - 1) * self.out_channels
+        return "pre" if pre_state <= post_state else "post"
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_t={self.kernel_t}, stride_t={self.stride_t}, "
+            f"padding_t={self.padding_t}, dilation_t={self.dilation_t}, groups={self.groups}, cache={self.cache!r}"
+        )
+
+    # -- schedule --------------------------------------------------------------------------------------
+    @property
+    def receptive_field(self) -> int:
+        return (self.kernel_t - 1) * self.dilation_t + 1
+
+    @property
+    def stride(self) -> int:
+        return self.stride_t
+
+    @property
+    def temporal_padding(self) -> int:
+        return self.padding_t
+
+    @property
+    def phase_offset(self) -> int:
+        """First input frame at which a padding-free source window starts."""
+        return first_window(self.input_skip, self.padding_t, self.stride_t)[0]
+
+    def _bind_input(self, skip: int) -> int:
+        self.input_skip = skip
+        return first_window(skip, self.padding_t, self.stride_t)[1]
+
+    @property
+    def first_output(self) -> int:
+        return self.phase_offset + self.receptive_field - 1
+
+    @property
+    def expected_channels(self) -> int:
+        return self.in_channels
+
+    # -- clip mode -------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padding_t, short = self.padding_t, False
+        if not self.source_padding:
+            padding_t = 0
+            x, short = pad_to_length(x[:, :, self.phase_offset :], self.receptive_field)
+        out = F.conv3d(
+            x, self.weight, self.bias, (self.stride_t, *self.spatial_stride),
+            (padding_t, *self.spatial_padding), (self.dilation_t, *self.spatial_dilation), self.groups,
+        )
+        return out[:, :, :0] if short else out
+
+    # -- step mode -------------------------------------------------------------------------------------
+    def _reset_state(self) -> None:
+        self._steps = 0
+        self._state: torch.Tensor | None = None
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
+        step = self._steps
+        self._steps += 1
+        emit = emits(step, self.first_output, self.stride_t)
+        if self.cache == "pre" or self.receptive_field == 1:
+            return self._step_pre(frame, emit)
+        return self._step_post(frame, emit)
+
+    def _conv_frames(self, frames: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return F.conv3d(
+            frames, weight, bias, (1, *self.spatial_stride), (0, *self.spatial_padding),
+            (self.dilation_t, *self.spatial_dilation), self.groups,
+        )
+
+    def _step_pre(self, frame: torch.Tensor, emit: bool) -> torch.Tensor | None:
+        if self.receptive_field == 1:
+            return self._conv_frames(frame.unsqueeze(2), self.weight, self.bias).squeeze(2) if emit else None
+        if self._state is None:
+            n, c, h, w = frame.shape
+            self._state = frame.new_zeros(n, c, self.receptive_field, h, w)
+        shift_in(self._state, frame)
+        return self._conv_frames(self._state, self.weight, self.bias).squeeze(2) if emit else None
+
+    def _tap_weights(self) -> torch.Tensor:
+        """(C_out * K_T, C_in / groups, 1, kh, kw) with taps newest-first: output channel c*K_T + j
+        holds tap K_T-1-j of output channel c (keeps the grouped-conv channel grouping intact).
+        Cached for inference; rebuilt when the weight changes (in-place updates bump its version)."""
+        w = self.weight
+        c_out, c_in, k, kh, kw = w.shape
+        if torch.is_grad_enabled() and w.requires_grad:
+            return w.flip(2).permute(0, 2, 1, 3, 4).reshape(c_out * k, c_in, 1, kh, kw)
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        cached = self.__dict__.get("_taps")
+        if cached is None or cached[0] != key:
+            taps = w.detach().flip(2).permute(0, 2, 1, 3, 4).reshape(c_out * k, c_in, 1, kh, kw)
+            cached = self.__dict__["_taps"] = (key, taps)
+        return cached[1]
+
+    def _step_post(self, frame: torch.Tensor, emit: bool) -> torch.Tensor | None:
+        taps = self._conv_frames(frame.unsqueeze(2), self._tap_weights(), None).squeeze(2)
+        n, _, h, w = taps.shape
+        taps = taps.view(n, self.out_channels, self.kernel_t, h, w)
+        if self._state is None:
+            self._state = taps.new_zeros(n, self.out_channels, self.receptive_field - 1, h, w)
+        # The oldest pending sum completes now with the newest tap.
+        out = self._state[:, :, 0] + taps[:, :, 0]
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1)
+        acc = self._state
+        if acc.shape[2] > 1:
+            acc[:, :, :-1] = acc[:, :, 1:].clone()
+        acc[:, :, -1] = 0
+        acc[:, :, self.dilation_t - 1 :: self.dilation_t] += taps[:, :, 1:]
+        return out if emit else None

@@ -1,0 +1,166 @@
+"""`to_continual`: turn a regular module tree into its continual counterpart, sharing its weights.
+
+Converters are registered per source type with `register_continual`; the built-in ones cover the layers
+that cozoo's model families are made of. An unknown module type raises an error naming it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from cozoo.continual.base import ContinualModule
+from cozoo.continual.containers import CoIdentity, CoResidual, CoSequential
+from cozoo.continual.conv import CacheForm, CoConv3d
+from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
+from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation, as_per_frame
+from cozoo.models import blocks
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    cache: CacheForm = "auto"
+
+
+Converter = Callable[[nn.Module, ConversionOptions], nn.Module]
+_CONVERTERS: dict[type[nn.Module], Converter] = {}
+
+_PER_FRAME_TYPES: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm3d, nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Dropout, nn.Softmax,
+)
+
+
+def register_continual(source_type: type[nn.Module]) -> Callable[[Converter], Converter]:
+    """Register ``fn(module, options) -> continual module`` as the converter for ``source_type``."""
+
+    def decorate(fn: Converter) -> Converter:
+        _CONVERTERS[source_type] = fn
+        return fn
+
+    return decorate
+
+
+def convert_module(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    """Convert one module (recursively); used by container converters for their children."""
+    if isinstance(module, ContinualModule):
+        return module
+    for cls in type(module).__mro__:
+        if cls in _CONVERTERS:
+            return _CONVERTERS[cls](module, options)
+        if cls in _PER_FRAME_TYPES:
+            return as_per_frame(module)
+    raise TypeError(
+        f"no continual counterpart for {type(module).__module__}.{type(module).__name__}; "
+        "register one with cozoo.continual.register_continual"
+    )
+
+
+def to_continual(module: nn.Module, pool_window: int | None = None, cache: CacheForm = "auto") -> nn.Module:
+    """A continual copy of ``module`` (the source is left untouched; weights are copied).
+
+    ``pool_window`` is the global average pool's temporal window in *input frames* (it must be a
+    multiple of the temporal stride in front of the pool). It defaults to the clip length of the
+    registered config (``module.cozoo_config.frames``) when there is one.
+    """
+    options = ConversionOptions(cache=cache)
+    source = copy.deepcopy(module)
+    continual = convert_module(source, options)
+    if any(isinstance(m, CoGlobalAvgPool3d) for m in continual.modules()):
+        config = getattr(module, "cozoo_config", None)
+        frames = pool_window if pool_window is not None else getattr(config, "frames", None)
+        if frames is None:
+            raise ValueError("the model has a global average pool: pass pool_window=<frames> to to_continual")
+        configure_pool_window(continual, frames)
+    return continual
+
+
+def configure_pool_window(model: nn.Module, frames: int) -> None:
+    """Set every global average pool's window to span ``frames`` input frames of ``model``."""
+    for pool, input_stride in _input_strides(model, 1):
+        if frames % input_stride:
+            raise ValueError(f"pool window of {frames} frames is not a multiple of the stride {input_stride}")
+        pool.window = frames // input_stride
+
+
+def _input_strides(module: nn.Module, stride: int):
+    """Yield (global pool, its input stride in model-input frames) pairs."""
+    if isinstance(module, CoGlobalAvgPool3d):
+        yield module, stride
+    elif isinstance(module, CoSequential):
+        for layer in module:
+            yield from _input_strides(layer, stride)
+            stride *= layer.stride  # type: ignore[operator]
+    else:
+        for child in module.children():
+            yield from _input_strides(child, stride)
+
+
+@register_continual(nn.Conv3d)
+def _conv3d(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    return CoConv3d(module, cache=options.cache)  # type: ignore[arg-type]
+
+
+@register_continual(nn.MaxPool3d)
+def _max_pool3d(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    return CoMaxPool3d(module)  # type: ignore[arg-type]
+
+
+@register_continual(nn.AvgPool3d)
+def _avg_pool3d(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    return CoAvgPool3d(module)  # type: ignore[arg-type]
+
+
+@register_continual(blocks.GlobalAvgPool3d)
+def _global_pool(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    return CoGlobalAvgPool3d(window=1)
+
+
+@register_continual(nn.AdaptiveAvgPool3d)
+def _adaptive_pool(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    size = module.output_size  # type: ignore[attr-defined]
+    if size not in (1, (1, 1, 1)):
+        raise TypeError(f"AdaptiveAvgPool3d({size}) has no continual form; only global pooling (1) does")
+    return CoGlobalAvgPool3d(window=1)
+
+
+@register_continual(nn.Identity)
+def _identity(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    return CoIdentity()
+
+
+@register_continual(nn.Sequential)
+def _sequential(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    return CoSequential(OrderedDict((name, convert_module(child, options)) for name, child in module.named_children()))
+
+
+@register_continual(blocks.Residual)
+def _residual(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    def maybe(child: nn.Module | None) -> nn.Module | None:
+        return None if child is None else convert_module(child, options)
+
+    return CoResidual(maybe(module.branch), maybe(module.shortcut), maybe(module.activation))  # type: ignore[arg-type]
+
+
+def _swap_class(cls: type[nn.Module]) -> Converter:
+    def convert(module: nn.Module, options: ConversionOptions) -> nn.Module:
+        module.__class__ = cls
+        return module
+
+    return convert
+
+
+register_continual(nn.Linear)(_swap_class(CoLinear))
+register_continual(blocks.Flatten)(_swap_class(CoFlatten))
+register_continual(blocks.SqueezeExcitation)(_swap_class(CoSqueezeExcitation))
+register_continual(blocks.PerFrame)(_swap_class(CoPerFrame))
+
+
+@register_continual(nn.Flatten)
+def _flatten(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    if (module.start_dim, module.end_dim) != (1, -1):  # type: ignore[attr-defined]
+        raise TypeError("only nn.Flatten(start_dim=1, end_dim=-1) has a continual form")
+    return CoFlatten()

@@ -1,0 +1,163 @@
+"""Continual pooling: temporal avg/max pools with stride, and a windowed global average pool."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cozoo.continual.base import ContinualModule, emits, first_window, pad_to_length, shift_in
+
+
+def _triple(value: int | tuple[int, ...]) -> tuple[int, int, int]:
+    return (value, value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+
+
+class _CoPool3d(ContinualModule, nn.Module):
+    """Shared schedule and cache of the temporal pools: caches the last ``kernel_t`` frames."""
+
+    def __init__(self, pool: nn.MaxPool3d | nn.AvgPool3d) -> None:
+        super().__init__()
+        if pool.ceil_mode:
+            raise ValueError(f"{type(pool).__name__} with ceil_mode=True has no continual form")
+        kernel = _triple(pool.kernel_size)
+        stride = _triple(pool.stride if pool.stride is not None else pool.kernel_size)
+        padding = _triple(pool.padding)
+        self.source = pool
+        self.kernel_t, self.stride_t, self.padding_t = kernel[0], stride[0], padding[0]
+        self.spatial_kernel, self.spatial_stride, self.spatial_padding = kernel[1:], stride[1:], padding[1:]
+        self.input_skip = 0
+        self._reset_state()
+
+    @property
+    def receptive_field(self) -> int:
+        return self.kernel_t
+
+    @property
+    def stride(self) -> int:
+        return self.stride_t
+
+    @property
+    def temporal_padding(self) -> int:
+        return self.padding_t
+
+    @property
+    def phase_offset(self) -> int:
+        return first_window(self.input_skip, self.padding_t, self.stride_t)[0]
+
+    def _bind_input(self, skip: int) -> int:
+        self.input_skip = skip
+        return first_window(skip, self.padding_t, self.stride_t)[1]
+
+    @property
+    def first_output(self) -> int:
+        return self.phase_offset + self.kernel_t - 1
+
+    def _pool(self, x: torch.Tensor, stride_t: int, padding_t: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.source_padding:
+            return self.source(x)
+        x, short = pad_to_length(x[:, :, self.phase_offset :], self.kernel_t)
+        out = self._pool(x, self.stride_t, 0)
+        return out[:, :, :0] if short else out
+
+    def _reset_state(self) -> None:
+        self._steps = 0
+        self._state: torch.Tensor | None = None
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
+        emit = emits(self._steps, self.first_output, self.stride_t)
+        self._steps += 1
+        if self.kernel_t == 1:
+            return self._pool(frame.unsqueeze(2), 1, 0).squeeze(2) if emit else None
+        if self._state is None:
+            n, c, h, w = frame.shape
+            self._state = frame.new_zeros(n, c, self.kernel_t, h, w)
+        shift_in(self._state, frame)
+        return self._pool(self._state, 1, 0).squeeze(2) if emit else None
+
+
+class CoMaxPool3d(_CoPool3d):
+    """Continual ``nn.MaxPool3d`` (temporal dilation 1)."""
+
+    def __init__(self, pool: nn.MaxPool3d) -> None:
+        if _triple(pool.dilation) != (1, 1, 1) or pool.return_indices:
+            raise ValueError("CoMaxPool3d supports dilation 1 and return_indices=False only")
+        super().__init__(pool)
+
+    def _pool(self, x: torch.Tensor, stride_t: int, padding_t: int) -> torch.Tensor:
+        return F.max_pool3d(
+            x, (self.kernel_t, *self.spatial_kernel), (stride_t, *self.spatial_stride),
+            (padding_t, *self.spatial_padding),
+        )
+
+
+class CoAvgPool3d(_CoPool3d):
+    """Continual ``nn.AvgPool3d`` (same spatial padding semantics as the source)."""
+
+    def __init__(self, pool: nn.AvgPool3d) -> None:
+        if pool.divisor_override is not None:
+            raise ValueError("CoAvgPool3d does not support divisor_override")
+        super().__init__(pool)
+
+    def _pool(self, x: torch.Tensor, stride_t: int, padding_t: int) -> torch.Tensor:
+        return F.avg_pool3d(
+            x, (self.kernel_t, *self.spatial_kernel), (stride_t, *self.spatial_stride),
+            (padding_t, *self.spatial_padding), count_include_pad=self.source.count_include_pad,
+        )
+
+
+class CoGlobalAvgPool3d(ContinualModule, nn.Module):
+    """Spatial mean per frame, then a running temporal mean over the last ``window`` frames.
+
+    The window may exceed the source clip length (e.g. CoX3D-S_64): per-step cost does not grow with it.
+    Clip mode yields one output per complete window (stride 1); with source padding it is the source's
+    global mean over the whole clip.
+    """
+
+    def __init__(self, window: int) -> None:
+        super().__init__()
+        self.window = window
+        self._reset_state()
+
+    @property
+    def window(self) -> int:
+        return self._window
+
+    @window.setter
+    def window(self, value: int) -> None:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"pool window must be a positive int, got {value!r}")
+        self._window = value
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}"
+
+    @property
+    def receptive_field(self) -> int:
+        return self.window
+
+    @property
+    def first_output(self) -> int:
+        return self.window - 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.source_padding:
+            return x.mean(dim=(2, 3, 4), keepdim=True)
+        spatial, short = pad_to_length(x.mean(dim=(3, 4)), self.window)
+        out = F.avg_pool1d(spatial, self.window, stride=1)[..., None, None]
+        return out[:, :, :0] if short else out
+
+    def _reset_state(self) -> None:
+        self._steps = 0
+        self._state: torch.Tensor | None = None
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
+        emit = self._steps >= self.window - 1
+        self._steps += 1
+        if self._state is None:
+            self._state = frame.new_zeros(frame.shape[0], frame.shape[1], self.window)
+        shift_in(self._state, frame.mean(dim=(2, 3)))
+        return self._state.mean(dim=2)[..., None, None] if emit else None

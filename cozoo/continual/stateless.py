@@ -1,0 +1,89 @@
+"""Per-frame modules: no temporal state, so step mode applies the source op to a one-frame clip.
+
+Continual counterparts of stateless layers are *subclasses* of the source layer (e.g. ``CoBatchNorm3d``
+is an ``nn.BatchNorm3d``), so parameters, buffers and state-dict keys stay exactly those of the source.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cozoo.continual.base import ContinualModule
+from cozoo.models.blocks import Flatten, PerFrame, SqueezeExcitation
+
+
+class _PerFrameStep(ContinualModule):
+    """Step = the source op on the frame viewed as a one-frame clip (N, C, 1, ...)."""
+
+    frame_rank = None
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor:
+        return self.forward(frame.unsqueeze(2)).squeeze(2)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def per_frame_class(source_cls: type[nn.Module]) -> type[nn.Module]:
+    """The continual subclass of a stateless layer class, e.g. ``CoReLU`` for ``nn.ReLU``."""
+    return type(f"Co{source_cls.__name__}", (_PerFrameStep, source_cls), {"__module__": __name__})
+
+
+def as_per_frame(module: nn.Module) -> nn.Module:
+    """Turn a stateless layer into its continual subclass in place (same object, same tensors)."""
+    module.__class__ = per_frame_class(type(module))
+    return module
+
+
+class CoLinear(ContinualModule, nn.Linear):
+    """``nn.Linear`` on features: clip mode (N, F, T) -> (N, K, T); step mode (N, F) -> (N, K)."""
+
+    frame_rank = 2
+
+    @property
+    def expected_channels(self) -> int:
+        return self.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.transpose(1, -1), self.weight, self.bias).transpose(1, -1)
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor:
+        return F.linear(frame, self.weight, self.bias)
+
+
+class CoFlatten(ContinualModule, Flatten):
+    """Clip mode (N, C, T, 1, 1) -> (N, C, T); step mode (N, C, 1, 1) -> (N, C)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.source_padding and x.shape[2] == 1:
+            return x.flatten(1)
+        return x.flatten(3).squeeze(3) if x.shape[3] * x.shape[4] == 1 else x.flatten(3)
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor:
+        return frame.flatten(1)
+
+
+class CoSqueezeExcitation(ContinualModule, SqueezeExcitation):
+    """Squeeze-excitation that pools each frame spatially (Co3D's step-mode form of X3D's SE).
+
+    The source pools over the whole clip, which a causal step cannot see; this is part of the model shift.
+    With source padding on, clip mode pools over the whole clip like the source.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.source_padding:
+            return SqueezeExcitation.forward(self, x)
+        return x * self.scale(x.mean(dim=(3, 4), keepdim=True))
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor:
+        pooled = frame.mean(dim=(2, 3), keepdim=True).unsqueeze(2)
+        return frame * self.scale(pooled).squeeze(2)
+
+
+class CoPerFrame(ContinualModule, PerFrame):
+    """A 2D module applied to every frame; step mode calls it on the frame directly."""
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor:
+        return self.module(frame)
