@@ -120,7 +120,8 @@ class ContinualModule:
             raise StreamError(f"forward_step expects a tensor frame, got {_describe(frame)}")
         if self.frame_rank is not None and frame.dim() != self.frame_rank:
             layout = "(N, C, H, W)" if self.frame_rank == 4 else f"a rank-{self.frame_rank} tensor"
-            hint = " (pass a clip to forward() or forward_steps())" if frame.dim() == self.frame_rank + 1 else ""
+            is_clip = frame.dim() == self.frame_rank + 1
+            hint = " (pass a clip to forward() or forward_steps())" if is_clip else ""
             raise StreamError(f"expected one frame {layout}, got shape {tuple(frame.shape)}{hint}")
         if not frame.is_floating_point():
             raise StreamError(f"frames must be floating point, got dtype {frame.dtype}")
@@ -146,7 +147,8 @@ class ContinualModule:
             )
         if (frame.dtype, frame.device) != (dtype, device):
             raise StreamError(
-                f"dtype/device changed mid-stream from {dtype} on {device} to {frame.dtype} on {frame.device}; "
+                f"dtype/device changed mid-stream from {dtype} on {device} "
+                f"to {frame.dtype} on {frame.device}; "
                 "call reset() to start a new stream"
             )
 

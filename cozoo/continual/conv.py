@@ -62,7 +62,8 @@ class CoConv3d(ContinualModule, nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_t={self.kernel_t}, stride_t={self.stride_t}, "
-            f"padding_t={self.padding_t}, dilation_t={self.dilation_t}, groups={self.groups}, cache={self.cache!r}"
+            f"padding_t={self.padding_t}, dilation_t={self.dilation_t}, groups={self.groups}, "
+            f"cache={self.cache!r}"
         )
 
     # -- schedule --------------------------------------------------------------------------------------
@@ -120,7 +121,9 @@ class CoConv3d(ContinualModule, nn.Module):
             return self._step_pre(frame, emit)
         return self._step_post(frame, emit)
 
-    def _conv_frames(self, frames: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def _conv_frames(
+        self, frames: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         return F.conv3d(
             frames, weight, bias, (1, *self.spatial_stride), (0, *self.spatial_padding),
             (self.dilation_t, *self.spatial_dilation), self.groups,

@@ -134,7 +134,8 @@ def _identity(module: nn.Module, options: ConversionOptions) -> nn.Module:
 
 @register_continual(nn.Sequential)
 def _sequential(module: nn.Module, options: ConversionOptions) -> nn.Module:
-    return CoSequential(OrderedDict((name, convert_module(child, options)) for name, child in module.named_children()))
+    children = module.named_children()
+    return CoSequential(OrderedDict((name, convert_module(child, options)) for name, child in children))
 
 
 @register_continual(blocks.Residual)
