@@ -1,0 +1,157 @@
+"""Video file I/O with PyAV: probe, decode selected frames, stream frames one by one, write H.264 MP4.
+
+Frames are numbered 0, 1, 2, ... in decoding (presentation) order. Decoded frames are RGB ``uint8``
+tensors: a clip is ``(T, H, W, 3)``, a single frame ``(H, W, 3)``. Every failure names the file: a missing
+file raises ``FileNotFoundError``, an unreadable one ``VideoDecodeError``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+PathLike = str | os.PathLike
+
+
+class VideoDecodeError(RuntimeError):
+    """A video file exists but cannot be opened or decoded (corrupt, truncated, no video stream)."""
+
+    def __init__(self, path: PathLike, reason: str) -> None:
+        super().__init__(f"cannot decode video {os.fspath(path)!r}: {reason}")
+        self.path = os.fspath(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Basic facts about a video's first video stream."""
+
+    path: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+@contextmanager
+def _open_stream(path: PathLike) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """Open ``path`` for reading; yield the container and its first video stream (threaded decoding)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"video file not found: {os.fspath(path)!r}")
+    try:
+        container = av.open(os.fspath(path))
+    except (av.FFmpegError, OSError) as err:
+        raise VideoDecodeError(path, str(err)) from err
+    try:
+        if not container.streams.video:
+            raise VideoDecodeError(path, "no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        yield container, stream
+    except (av.FFmpegError, OSError) as err:
+        raise VideoDecodeError(path, str(err)) from err
+    finally:
+        container.close()
+
+
+def _count_packets(path: PathLike) -> int:
+    """Count video packets by demuxing (no decoding), for containers that do not store a frame count."""
+    with _open_stream(path) as (container, stream):
+        return sum(1 for packet in container.demux(stream) if packet.size > 0)
+
+
+def probe_video(path: PathLike) -> VideoInfo:
+    """Frame count, frame rate and size of a video, read from the container (no full decode)."""
+    with _open_stream(path) as (_, stream):
+        num_frames = stream.frames
+        rate = stream.average_rate or stream.guessed_rate
+        info = VideoInfo(
+            path=os.fspath(path),
+            num_frames=num_frames,
+            fps=float(rate) if rate else 0.0,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+        )
+    if info.num_frames <= 0:
+        counted = _count_packets(path)
+        info = VideoInfo(info.path, counted, info.fps, info.width, info.height)
+    if info.num_frames <= 0:
+        raise VideoDecodeError(path, "video stream has no frames")
+    return info
+
+
+def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> torch.Tensor:
+    """Decode the frames at ``indices`` (any order, repeats allowed) as a ``(T, H, W, 3)`` uint8 tensor.
+
+    ``None`` decodes every frame. Decoding runs from the start of the file and stops after the largest
+    requested index. Container frame counts can overstate the decodable frames (e.g. a truncated file);
+    an index past the last decodable frame gets that last frame, the same rule the clip samplers use
+    for short videos. A file with no decodable frame raises ``VideoDecodeError``.
+    """
+    if indices is not None:
+        indices = [int(i) for i in indices]
+        if not indices:
+            raise ValueError("read_frames: indices is empty")
+        if min(indices) < 0:
+            raise ValueError(f"read_frames: negative frame index {min(indices)}")
+    wanted = None if indices is None else set(indices)
+    last_wanted = None if indices is None else max(indices)
+    decoded: dict[int, np.ndarray] = {}
+    last_index = -1
+    with _open_stream(path) as (container, stream):
+        last_frame = None
+        for index, frame in enumerate(container.decode(stream)):
+            if wanted is None or index in wanted:
+                decoded[index] = frame.to_ndarray(format="rgb24")
+            last_index, last_frame = index, frame
+            if last_wanted is not None and index >= last_wanted:
+                break
+        if last_frame is None:
+            raise VideoDecodeError(path, "no frame could be decoded")
+        if last_index not in decoded:  # the file ended before the largest requested index
+            decoded[last_index] = last_frame.to_ndarray(format="rgb24")
+    order = range(last_index + 1) if indices is None else (min(i, last_index) for i in indices)
+    return torch.from_numpy(np.stack([decoded[i] for i in order]))
+
+
+def iter_frames(path: PathLike) -> Iterator[torch.Tensor]:
+    """Yield the frames of a video one by one as ``(H, W, 3)`` uint8 tensors (for streaming inference)."""
+    with _open_stream(path) as (container, stream):
+        for frame in container.decode(stream):
+            yield torch.from_numpy(frame.to_ndarray(format="rgb24"))
+
+
+def write_video(path: PathLike, frames: torch.Tensor | np.ndarray, fps: float = 15.0, crf: int = 18) -> Path:
+    """Write ``(T, H, W, 3)`` uint8 RGB frames as an H.264 (libx264, yuv420p) MP4; returns the path.
+
+    H and W must be even (a yuv420p requirement). Parent folders are created.
+    """
+    array = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise ValueError(f"write_video: expected frames of shape (T, H, W, 3), got {tuple(array.shape)}")
+    if array.dtype != np.uint8:
+        raise ValueError(f"write_video: expected uint8 frames, got {array.dtype}")
+    num_frames, height, width, _ = array.shape
+    if num_frames == 0:
+        raise ValueError("write_video: no frames to write")
+    if height % 2 or width % 2:
+        raise ValueError(f"write_video: H.264 yuv420p needs even height and width, got {height}x{width}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(os.fspath(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for image in array:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
