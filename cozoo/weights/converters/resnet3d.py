@@ -7,7 +7,7 @@ the parameter-free stage-1 pool of I3D shifts the later indices, so blocks are m
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cozoo.weights.converters import CheckpointMismatchError, StateDict, register_converter
 
@@ -35,12 +35,21 @@ def rename(key: str, rules: Rules) -> str | None:
     return None
 
 
-def raise_unexpected(unknown: Sequence[str], what: str) -> None:
-    """Raise `CheckpointMismatchError` naming the checkpoint keys no rule maps."""
+def map_keys(state_dict: StateDict, convert_key: Callable[[str], str | None], what: str) -> StateDict:
+    """Rename every key with ``convert_key``; keys it maps to ``None`` raise `CheckpointMismatchError`."""
+    out: StateDict = {}
+    unknown = []
+    for key, value in state_dict.items():
+        new = convert_key(key)
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
     if unknown:
         raise CheckpointMismatchError(
             f"unexpected keys for a {what} checkpoint ({len(unknown)}): {', '.join(sorted(unknown)[:20])}"
         )
+    return out
 
 
 def convert_res_stage_key(key: str, prefix: str) -> str | None:
@@ -55,33 +64,26 @@ def convert_res_stage_key(key: str, prefix: str) -> str | None:
 @register_converter("pytorchvideo", "resnet3d")
 def convert_pytorchvideo_resnet3d(state_dict: StateDict) -> StateDict:
     """Map a PyTorchVideo ``create_resnet`` / ``create_r2plus1d`` state dict to cozoo's keys."""
-    parsed = {key: re.fullmatch(r"blocks\.(\d+)\.(.+)", key) for key in state_dict}
-    unknown = [key for key, match in parsed.items() if match is None]
-    raise_unexpected(unknown, "PyTorchVideo ResNet")
-    indices = sorted({int(match.group(1)) for match in parsed.values() if match})
+    what = "PyTorchVideo ResNet"
+    parsed = map_keys(state_dict, lambda key: key if re.fullmatch(r"blocks\.\d+\..+", key) else None, what)
+    indices = sorted({int(key.split(".")[1]) for key in parsed})
     names = ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
     if len(indices) != len(names):
         raise CheckpointMismatchError(
-            f"a PyTorchVideo ResNet checkpoint has parameters in 6 blocks (stem, 4 stages, head); "
+            f"a {what} checkpoint has parameters in 6 blocks (stem, 4 stages, head); "
             f"this one has them in blocks {indices}"
         )
-    position = {index: names[i] for i, index in enumerate(indices)}
-    out: StateDict = {}
-    for key, value in state_dict.items():
-        match = parsed[key]
-        assert match is not None
-        name, rest = position[int(match.group(1))], match.group(2)
+    position = dict(zip(indices, names, strict=True))
+
+    def convert_key(key: str) -> str | None:
+        _, index, rest = key.split(".", 2)
+        name = position[int(index)]
         if name == "stem":
             inner = rename(rest, STEM_RULES)
-            new = None if inner is None else f"stem.{inner}"
         elif name == "head":
             inner = rename(rest, ((r"proj\.(weight|bias)", r"fc.\1"),))
-            new = None if inner is None else f"head.{inner}"
         else:
-            new = convert_res_stage_key(rest, name)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
-    raise_unexpected(unknown, "PyTorchVideo ResNet")
-    return out
+            return convert_res_stage_key(rest, name)
+        return None if inner is None else f"{name}.{inner}"
+
+    return map_keys(state_dict, convert_key, what)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from cozoo.weights.converters import StateDict, register_converter
-from cozoo.weights.converters.resnet3d import BN, STEM_RULES, convert_res_stage_key, raise_unexpected, rename
+from cozoo.weights.converters.resnet3d import BN, STEM_RULES, convert_res_stage_key, map_keys, rename
 
 FUSE_RULES = ((r"conv_fast_to_slow\.weight", r"conv.weight"), (rf"norm\.{BN}", r"bn.\1"))
 
@@ -32,13 +32,4 @@ def _convert_key(key: str) -> str | None:
 @register_converter("pytorchvideo", "slowfast")
 def convert_pytorchvideo_slowfast(state_dict: StateDict) -> StateDict:
     """Map a PyTorchVideo ``create_slowfast`` (R50) state dict to cozoo's keys."""
-    out: StateDict = {}
-    unknown = []
-    for key, value in state_dict.items():
-        new = _convert_key(key)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
-    raise_unexpected(unknown, "PyTorchVideo SlowFast")
-    return out
+    return map_keys(state_dict, _convert_key, "PyTorchVideo SlowFast")
