@@ -79,8 +79,16 @@ def test_converter_strict():
     state = {k: torch.zeros(1) for k in ("conv1.weight", "conv1.bias", "fc9.weight")}
     with pytest.raises(CheckpointMismatchError, match=r"fc9\.weight"):
         convert_state_dict("c3d_pickle", "c3d", state)
-    with pytest.raises(CheckpointMismatchError, match="fc6.weight"):
-        convert_state_dict("c3d_pickle", "c3d", {"fc6.weight": torch.zeros(4096, 100)})
-    partial = {f"{n}.{k}": torch.zeros(1) for n in ("conv1",) for k in ("weight", "bias")}
-    with pytest.raises(CheckpointMismatchError, match=r"missing keys .*conv2\.bias"):
-        load_state_dict_strict(create_model("c3d"), convert_state_dict("c3d_pickle", "c3d", partial))
+    model = create_model("c3d")
+    partial = {k: v for k, v in model.state_dict().items() if k != "conv2.bias"}
+    with pytest.raises(CheckpointMismatchError, match=r"missing keys \(1\): conv2\.bias"):
+        load_state_dict_strict(model, convert_state_dict("c3d_pickle", "c3d", partial))
+    partial["conv2.bias"] = torch.zeros(7)
+    with pytest.raises(CheckpointMismatchError, match=r"conv2\.bias: checkpoint \(7,\)"):
+        load_state_dict_strict(model, convert_state_dict("c3d_pickle", "c3d", partial))
+
+
+def test_port_state_dict_loads_as_is():
+    """Same names and shapes as the port: a plain strict load_state_dict works without conversion."""
+    torch.manual_seed(0)
+    create_model("c3d").load_state_dict(_port_state_dict(), strict=True)

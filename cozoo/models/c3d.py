@@ -1,13 +1,13 @@
 """C3D (Tran et al., ICCV 2015) as in the common PyTorch port of the Sports-1M Caffe model (``c3d.pickle``).
 
 A plain ``nn.Sequential`` with children ``conv1 relu1 pool1 conv2 relu2 pool2 conv3a relu3a conv3b relu3b
-pool3 conv4a relu4a conv4b relu4b pool4 conv5a relu5a conv5b relu5b pool5 fc6 relu6 drop6 flatten fc7 relu7
+pool3 conv4a relu4a conv4b relu4b pool4 conv5a relu5a conv5b relu5b pool5 flatten fc6 relu6 drop6 fc7 relu7
 drop7 fc8``. Convs are 3x3x3 with padding 1; ``pool1`` is 1x2x2, the others 2x2x2, ``pool5`` padded (0, 1, 1).
 
-The port's ``fc6`` is a Linear over the flattened (512, 1, 4, 4) pool5 output; here it is the equivalent
-``Conv3d(512, 4096, kernel (1, 4, 4))`` (same weights, reshaped by the converter), so ``flatten`` only ever
-sees (N, 4096, 1, 1, 1). Consequently the input must be 16 x 112 x 112. The port's forward ends in a softmax;
-this model returns logits.
+Parameter names and shapes are exactly the port's, so its state dict loads as is. As in the port, ``fc6`` is a
+Linear over the flattened (512, 1, 4, 4) output of ``pool5`` (``flatten`` is ``blocks.Flatten`` on a map that
+is not 1x1x1 here), so the input must be 16 x 112 x 112. The port's forward ends in a softmax; this model
+returns logits.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _CONVS: tuple[tuple[str, int, tuple[tuple[int, int, int], tuple[int, int, int]] 
     ("5a", 512, None),
     ("5b", 512, ((2, 2, 2), (0, 1, 1))),
 )
-FC6_KERNEL = (1, 4, 4)
+POOL5_SIZE = (1, 4, 4)  # (T, H, W) after pool5 for a 16 x 112 x 112 clip
 
 
 def c3d(num_classes: int = 487, dropout: float = 0.5) -> nn.Sequential:
@@ -44,10 +44,10 @@ def c3d(num_classes: int = 487, dropout: float = 0.5) -> nn.Sequential:
             kernel, padding = pool
             layers[f"pool{name[0]}"] = nn.MaxPool3d(kernel, stride=kernel, padding=padding)
         in_channels = channels
-    layers["fc6"] = nn.Conv3d(in_channels, 4096, FC6_KERNEL)
+    layers["flatten"] = Flatten()
+    layers["fc6"] = nn.Linear(in_channels * POOL5_SIZE[0] * POOL5_SIZE[1] * POOL5_SIZE[2], 4096)
     layers["relu6"] = nn.ReLU()
     layers["drop6"] = nn.Dropout(dropout)
-    layers["flatten"] = Flatten()
     layers["fc7"] = nn.Linear(4096, 4096)
     layers["relu7"] = nn.ReLU()
     layers["drop7"] = nn.Dropout(dropout)
