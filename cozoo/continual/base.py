@@ -25,6 +25,8 @@ never on data.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -33,8 +35,32 @@ class StreamError(ValueError):
     """A frame does not fit the stream (rank, shape, dtype or device), or the stream changed mid-way."""
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """When a stream's elements are emitted, in frames of the *model input*.
+
+    ``first``: step of the first emission; ``stride``: steps between emissions; ``skip``: source elements
+    dropped before the first emitted one (they depended on temporal padding); ``receptive_field`` and
+    ``padding``: input frames one element spans, and the source's aggregated temporal padding.
+    """
+
+    first: int = 0
+    stride: int = 1
+    skip: int = 0
+    receptive_field: int = 1
+    padding: int = 0
+
+    @property
+    def delay(self) -> int:
+        return self.receptive_field - self.padding - 1
+
+
 class ContinualModule:
-    """Mixin for continual modules; combine with ``nn.Module`` (or a subclass of it)."""
+    """Mixin for continual modules; combine with ``nn.Module`` (or a subclass of it).
+
+    Leaf layers define their own (local) temporal properties; containers derive theirs by propagating
+    a `Schedule` through their children (`_schedule`).
+    """
 
     #: Rank of one input frame (4 for (N, C, H, W); 2 for features (N, F)); None accepts any.
     frame_rank: int | None = 4
@@ -65,11 +91,30 @@ class ContinualModule:
         """Channel count a frame must have, where the module knows it."""
         return None
 
-    def _bind_input(self, skip: int) -> int:
-        """Tell the module that the first ``skip`` elements of its source input stream were dropped
-        (they depended on zero padding upstream); returns how many of its own source outputs are
-        dropped. Strided layers use it to keep the source network's sampling phase."""
-        return skip
+    def _local_first(self, skip: int) -> tuple[int, int]:
+        """(first output step, source outputs dropped) for an input that lost its first ``skip`` source
+        elements. Strided layers use ``skip`` to keep the source network's sampling phase."""
+        return 0, skip
+
+    def _bind(self, inp: Schedule) -> None:
+        """Remember what this leaf needs of its input schedule (strided layers: the input's skip)."""
+
+    def _schedule(self, inp: Schedule, bind: bool) -> Schedule:
+        """The output schedule for input schedule ``inp``; ``bind`` stores what stepping needs."""
+        first, skip = self._local_first(inp.skip)
+        if bind:
+            self._bind(inp)
+        return Schedule(
+            first=inp.first + first * inp.stride,
+            stride=inp.stride * self.stride,
+            skip=skip,
+            receptive_field=inp.receptive_field + (self.receptive_field - 1) * inp.stride,
+            padding=inp.padding + self.temporal_padding * inp.stride,
+        )
+
+    def bind_schedule(self) -> Schedule:
+        """Align every strided layer and merge in this module as the top of a stream; returns its schedule."""
+        return self._schedule(Schedule(), bind=True)
 
     # -- step mode -------------------------------------------------------------------------------------
     def _step(self, frame: torch.Tensor) -> torch.Tensor | None:

@@ -1,14 +1,23 @@
-"""Continual containers: a sequence, and a residual merge that delays the shortcut to align branches."""
+"""Continual containers: a sequence, and merges that align their input paths in time.
+
+A merge (residual add, lateral fusion, concatenation) receives paths whose outputs were emitted on
+different steps and lost different numbers of leading (padding-dependent) source elements. `Alignment`
+works out, from the paths' schedules, which element of each path pairs with which: in clip mode as
+crops, in step mode as FIFOs of the last ``lag + 1`` outputs of each path.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
 
-from cozoo.continual.base import ContinualModule, shift_in
+from cozoo.continual.base import ContinualModule, Schedule, shift_in
 
 
-def _children(module: nn.Module) -> list[ContinualModule]:
+def continual_children(module: nn.Module) -> list[ContinualModule]:
     children = list(module.children())
     for child in children:
         if not isinstance(child, ContinualModule):
@@ -16,59 +25,59 @@ def _children(module: nn.Module) -> list[ContinualModule]:
     return children  # type: ignore[return-value]
 
 
-class CoSequential(ContinualModule, nn.Sequential):
+class ScheduledContainer(ContinualModule):
+    """Temporal properties of a container, read off the schedule of its children as a stand-alone stream."""
+
+    def _own_schedule(self) -> Schedule:
+        schedule = self._schedule(Schedule(), bind=False)
+        if isinstance(schedule, list):
+            raise TypeError(f"{type(self).__name__} outputs several pathways; ask each for its schedule")
+        return schedule
+
+    @property
+    def receptive_field(self) -> int:
+        return self._own_schedule().receptive_field
+
+    @property
+    def stride(self) -> int:
+        return self._own_schedule().stride
+
+    @property
+    def temporal_padding(self) -> int:
+        return self._own_schedule().padding
+
+    @property
+    def first_output(self) -> int:
+        return self._own_schedule().first
+
+
+class CoSequential(ScheduledContainer, nn.Sequential):
     """``nn.Sequential`` of continual modules; a step stops at the first child that yields nothing."""
 
     def __init__(self, *args: object) -> None:
         super().__init__(*args)
-        self._bind_input(0)
-
-    def _bind_input(self, skip: int) -> int:
-        for layer in _children(self):
-            skip = layer._bind_input(skip)
-        return skip
+        self.bind_schedule()
 
     @property
     def frame_rank(self) -> int | None:  # type: ignore[override]
-        layers = _children(self)
+        layers = continual_children(self)
         return layers[0].frame_rank if layers else None
 
     @property
     def expected_channels(self) -> int | None:
-        for layer in _children(self):
+        for layer in continual_children(self):
             if layer.expected_channels is not None or layer.frame_rank is not None:
                 return layer.expected_channels
         return None
 
-    def _fold(self) -> tuple[int, int, int, int]:
-        """(receptive_field, stride, temporal_padding, first_output) of the composition."""
-        rf, stride, padding, first = 1, 1, 0, 0
-        for layer in _children(self):
-            rf += (layer.receptive_field - 1) * stride
-            padding += layer.temporal_padding * stride
-            first += layer.first_output * stride
-            stride *= layer.stride
-        return rf, stride, padding, first
+    def _schedule(self, inp, bind: bool):  # type: ignore[override]
+        for layer in continual_children(self):
+            inp = layer._schedule(inp, bind)
+        return inp
 
-    @property
-    def receptive_field(self) -> int:
-        return self._fold()[0]
-
-    @property
-    def stride(self) -> int:
-        return self._fold()[1]
-
-    @property
-    def temporal_padding(self) -> int:
-        return self._fold()[2]
-
-    @property
-    def first_output(self) -> int:
-        return self._fold()[3]
-
-    def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
-        out: torch.Tensor | None = frame
-        for layer in _children(self):
+    def _step(self, frame):  # type: ignore[override]
+        out = frame
+        for layer in continual_children(self):
             out = layer._step(out)
             if out is None:
                 return None
@@ -82,14 +91,100 @@ class CoIdentity(ContinualModule, nn.Identity):
         return frame
 
 
-class CoResidual(ContinualModule, nn.Module):
-    """``activation(branch(x) + shortcut(x))`` with the shortcut delayed to match the branch.
+MergeMode = Literal["aligned", "latest"]
 
-    Both paths see the same input; each drops the source outputs that depended on temporal padding,
-    the branch (larger receptive field) more of them. The shortcut output that pairs with the branch's
-    first output is its ``shortcut_start``-th; in step mode a FIFO of the last ``shortcut_lag + 1``
-    shortcut outputs holds it until the branch emits. Both paths must share a temporal stride.
+
+class Alignment:
+    """How the outputs of several paths pair up at a merge.
+
+    ``"aligned"``: paths share a stride; element j of every path (source index j) is merged, for the
+    source indices that all paths have. ``"latest"``: the path with the largest stride triggers each
+    output and the others contribute their most recent output (for pooled features of pathways that run
+    at different rates).
     """
+
+    def __init__(self, paths: Sequence[Schedule], mode: MergeMode = "aligned") -> None:
+        self.mode = mode
+        strides = [p.stride for p in paths]
+        top = max(strides)
+        if mode == "aligned" and len(set(strides)) != 1:
+            raise ValueError(f"paths to merge have different temporal strides {strides}")
+        if any(top % s for s in strides):
+            raise ValueError(f"path strides {strides} do not divide the largest one")
+        if mode == "aligned":
+            j0 = max(p.skip for p in paths)
+            emitted = [p.first + (j0 - p.skip) * top for p in paths]
+            self.trigger = max(range(len(paths)), key=lambda i: emitted[i])
+            self.starts = [j0 - p.skip for p in paths]
+            self.lags = [(emitted[self.trigger] - e) // top for e in emitted]
+            first, skip = emitted[self.trigger], j0
+        else:
+            self.trigger = strides.index(top)
+            trigger = paths[self.trigger]
+            warm = max(0, -(-(max(p.first for p in paths) - trigger.first) // top))
+            first = trigger.first + warm * top
+            self.starts = [(first - p.first) // p.stride for p in paths]
+            self.lags = [0] * len(paths)
+            skip = trigger.skip + warm
+        self.paths = list(paths)
+        widest = max(paths, key=lambda p: p.receptive_field)
+        self.output = Schedule(first, top, skip, widest.receptive_field, widest.padding)
+
+    def crop(self, outputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Clip mode: the elements of each path's outputs that pair up, in order."""
+        trigger_len = outputs[self.trigger].shape[2] - self.starts[self.trigger]
+        if self.mode == "aligned":
+            length = min(o.shape[2] - s for o, s in zip(outputs, self.starts, strict=True))
+            return [o[:, :, s : s + max(length, 0)] for o, s in zip(outputs, self.starts, strict=True)]
+        top = self.output.stride
+        picked = []
+        for out, start, path in zip(outputs, self.starts, self.paths, strict=True):
+            index = torch.arange(max(trigger_len, 0), device=out.device) * (top // path.stride) + start
+            picked.append(out.index_select(2, index))
+        return picked
+
+
+class AlignedMerge(ScheduledContainer, nn.Module):
+    """Base for merges: holds per-path FIFOs for step mode and an `Alignment` bound to the model."""
+
+    merge_mode: MergeMode = "aligned"
+
+    def _align(self, paths: Sequence[Schedule], bind: bool) -> Schedule:
+        alignment = Alignment(paths, self.merge_mode)
+        if bind:
+            self.__dict__["_alignment"] = alignment
+        return alignment.output
+
+    @property
+    def alignment(self) -> Alignment:
+        return self.__dict__["_alignment"]
+
+    def _reset_state(self) -> None:
+        self.__dict__["_fifos"] = None
+        self.__dict__["_trigger_seen"] = 0
+
+    def _push(self, values: Sequence[torch.Tensor | None]) -> list[torch.Tensor] | None:
+        """Step mode: store each path's new output; the paired elements once the trigger path emits."""
+        alignment = self.alignment
+        fifos = self.__dict__["_fifos"]
+        if fifos is None:
+            fifos = self.__dict__["_fifos"] = [None] * len(values)
+        for i, value in enumerate(values):
+            if value is not None:
+                if fifos[i] is None:
+                    fifos[i] = value.new_zeros(*value.shape[:2], alignment.lags[i] + 1, *value.shape[2:])
+                shift_in(fifos[i], value)
+        if values[alignment.trigger] is None:
+            return None
+        seen = self.__dict__["_trigger_seen"]
+        self.__dict__["_trigger_seen"] = seen + 1
+        if seen < alignment.starts[alignment.trigger]:
+            return None
+        return [fifo[:, :, 0] for fifo in fifos]
+
+
+class CoResidual(AlignedMerge):
+    """``activation(branch(x) + shortcut(x))``, the shortcut delayed to pair with the branch's elements."""
 
     def __init__(
         self, branch: ContinualModule, shortcut: ContinualModule | None, activation: ContinualModule | None
@@ -100,23 +195,8 @@ class CoResidual(ContinualModule, nn.Module):
         self.activation = activation
         # Not registered as a child: it is `shortcut` itself (or a stateless identity).
         self.__dict__["_path"] = shortcut if shortcut is not None else CoIdentity()
-        if branch.stride != self._path.stride:
-            raise ValueError(f"residual branch stride {branch.stride} != shortcut stride {self._path.stride}")
-        self._bind_input(0)
+        self.bind_schedule()
         self._reset_state()
-
-    def _bind_input(self, skip: int) -> int:
-        branch_skip = self.branch._bind_input(skip)
-        self.shortcut_start = branch_skip - self._path._bind_input(skip)
-        # Shortcut outputs emitted up to (and including) the branch's first output step.
-        gap = self.branch.first_output - self._path.first_output
-        self.shortcut_lag = gap // self.stride - self.shortcut_start
-        if self.shortcut_start < 0 or self.shortcut_lag < 0 or gap % self.stride:
-            raise ValueError(
-                f"residual paths cannot be aligned (branch first output {self.branch.first_output}, "
-                f"shortcut first output {self._path.first_output}, stride {self.stride})"
-            )
-        return branch_skip
 
     @property
     def frame_rank(self) -> int | None:  # type: ignore[override]
@@ -126,42 +206,23 @@ class CoResidual(ContinualModule, nn.Module):
     def expected_channels(self) -> int | None:
         return self.branch.expected_channels
 
-    @property
-    def receptive_field(self) -> int:
-        return self.branch.receptive_field
-
-    @property
-    def stride(self) -> int:
-        return self.branch.stride
-
-    @property
-    def temporal_padding(self) -> int:
-        return self.branch.temporal_padding
-
-    @property
-    def first_output(self) -> int:
-        return self.branch.first_output
+    def _schedule(self, inp: Schedule, bind: bool) -> Schedule:
+        paths = [self.branch._schedule(inp, bind), self.__dict__["_path"]._schedule(inp, bind)]
+        return self._align(paths, bind)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         main = self.branch(x)
         skip = x if self.shortcut is None else self.shortcut(x)
         if not self.source_padding:
-            skip = skip[:, :, self.shortcut_start : self.shortcut_start + main.shape[2]]
+            main, skip = self.alignment.crop([main, skip])
         out = main + skip
         return out if self.activation is None else self.activation(out)
-
-    def _reset_state(self) -> None:
-        self._fifo: torch.Tensor | None = None
 
     def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
         main = self.branch._step(frame)
         skip = frame if self.shortcut is None else self.shortcut._step(frame)
-        if skip is not None:
-            if self._fifo is None:
-                self._fifo = skip.new_zeros(*skip.shape[:2], self.shortcut_lag + 1, *skip.shape[2:])
-            shift_in(self._fifo, skip)
-        if main is None:
+        paired = self._push([main, skip])
+        if paired is None:
             return None
-        assert self._fifo is not None, "residual branch emitted before its shortcut"
-        out = main + self._fifo[:, :, 0]
+        out = paired[0] + paired[1]
         return out if self.activation is None else self.activation._step(out)

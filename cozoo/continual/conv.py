@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cozoo.continual.base import ContinualModule, emits, first_window, pad_to_length, shift_in
+from cozoo.continual.base import ContinualModule, Schedule, emits, first_window, pad_to_length, shift_in
 
 CacheForm = Literal["auto", "pre", "post"]
 
@@ -84,9 +84,12 @@ class CoConv3d(ContinualModule, nn.Module):
         """First input frame at which a padding-free source window starts."""
         return first_window(self.input_skip, self.padding_t, self.stride_t)[0]
 
-    def _bind_input(self, skip: int) -> int:
-        self.input_skip = skip
-        return first_window(skip, self.padding_t, self.stride_t)[1]
+    def _local_first(self, skip: int) -> tuple[int, int]:
+        offset, dropped = first_window(skip, self.padding_t, self.stride_t)
+        return offset + self.receptive_field - 1, dropped
+
+    def _bind(self, inp: Schedule) -> None:
+        self.input_skip = inp.skip
 
     @property
     def first_output(self) -> int:

@@ -69,6 +69,7 @@ def to_continual(module: nn.Module, pool_window: int | None = None, cache: Cache
     options = ConversionOptions(cache=cache)
     source = copy.deepcopy(module)
     continual = convert_module(source, options)
+    continual.bind_schedule()  # type: ignore[attr-defined]
     if any(isinstance(m, CoGlobalAvgPool3d) for m in continual.modules()):
         config = getattr(module, "cozoo_config", None)
         frames = pool_window if pool_window is not None else getattr(config, "frames", None)
@@ -80,23 +81,15 @@ def to_continual(module: nn.Module, pool_window: int | None = None, cache: Cache
 
 def configure_pool_window(model: nn.Module, frames: int) -> None:
     """Set every global average pool's window to span ``frames`` input frames of ``model``."""
-    for pool, input_stride in _input_strides(model, 1):
-        if frames % input_stride:
-            raise ValueError(f"pool window of {frames} frames is not a multiple of the stride {input_stride}")
-        pool.window = frames // input_stride
-
-
-def _input_strides(module: nn.Module, stride: int):
-    """Yield (global pool, its input stride in model-input frames) pairs."""
-    if isinstance(module, CoGlobalAvgPool3d):
-        yield module, stride
-    elif isinstance(module, CoSequential):
-        for layer in module:
-            yield from _input_strides(layer, stride)
-            stride *= layer.stride  # type: ignore[operator]
-    else:
-        for child in module.children():
-            yield from _input_strides(child, stride)
+    model.bind_schedule()  # type: ignore[attr-defined]
+    for pool in model.modules():
+        if isinstance(pool, CoGlobalAvgPool3d):
+            if frames % pool.input_stride:
+                raise ValueError(
+                    f"pool window of {frames} frames is not a multiple of the stride {pool.input_stride}"
+                )
+            pool.window = frames // pool.input_stride
+    model.bind_schedule()  # type: ignore[attr-defined]
 
 
 @register_continual(nn.Conv3d)

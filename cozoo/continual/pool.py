@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cozoo.continual.base import ContinualModule, emits, first_window, pad_to_length, shift_in
+from cozoo.continual.base import ContinualModule, Schedule, emits, first_window, pad_to_length, shift_in
 
 
 def _triple(value: int | tuple[int, ...]) -> tuple[int, int, int]:
@@ -45,9 +45,12 @@ class _CoPool3d(ContinualModule, nn.Module):
     def phase_offset(self) -> int:
         return first_window(self.input_skip, self.padding_t, self.stride_t)[0]
 
-    def _bind_input(self, skip: int) -> int:
-        self.input_skip = skip
-        return first_window(skip, self.padding_t, self.stride_t)[1]
+    def _local_first(self, skip: int) -> tuple[int, int]:
+        offset, dropped = first_window(skip, self.padding_t, self.stride_t)
+        return offset + self.kernel_t - 1, dropped
+
+    def _bind(self, inp: Schedule) -> None:
+        self.input_skip = inp.skip
 
     @property
     def first_output(self) -> int:
@@ -120,6 +123,7 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
     def __init__(self, window: int) -> None:
         super().__init__()
         self.window = window
+        self.input_stride = 1
         self._reset_state()
 
     @property
@@ -142,6 +146,12 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
     @property
     def first_output(self) -> int:
         return self.window - 1
+
+    def _local_first(self, skip: int) -> tuple[int, int]:
+        return self.window - 1, 0
+
+    def _bind(self, inp: Schedule) -> None:
+        self.input_stride = inp.stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.source_padding:
