@@ -59,6 +59,16 @@ def test_loader_survives_corrupt_video(synthetic, tmp_path):
     assert len(batches) == 4 and all(clips.shape[0] == 3 for clips, _ in batches)
 
 
+def test_short_side_and_records_input(synthetic):
+    records = read_annotations(synthetic.train_csv) + read_annotations(synthetic.val_csv)
+    dataset = build_dataset(records, synthetic.video_root, training=False, config=_config(), split="val",
+                            short_side=36)
+    assert len(dataset) == 4 and dataset.transform.short_side == (36, 36)
+    assert dataset[0][0].shape == (3, 4, 28, 28)
+    with pytest.raises(ValueError, match="one short side"):
+        build_dataset(records, synthetic.video_root, training=False, config=_config(), short_side=(30, 40))
+
+
 def test_argument_errors(synthetic):
     with pytest.raises(ValueError, match="ModelConfig or both frames"):
         build_dataset(synthetic.train_csv, synthetic.video_root, training=True, frames=4)

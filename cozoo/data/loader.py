@@ -33,16 +33,18 @@ def build_dataset(
     num_clips: int = 1,
     num_crops: int = 1,
     flip: bool = True,
+    short_side: int | tuple[int, int] | None = None,
     label_map: dict[str, int] | None = None,
     probe: bool | None = None,
     return_video_index: bool = False,
 ) -> KineticsDataset:
     """A `KineticsDataset` with the model's clip length, sampling rate, crop and normalisation.
 
-    ``annotations`` is a CSV path (rows of ``split`` only, when given) or already selected records.
-    Explicit arguments override the config's fields. Training: one random clip, random crop and
-    (if ``flip``) horizontal flips. Testing: ``num_clips`` uniform clips x ``num_crops`` (1 or 3) crops,
-    and ``probe`` (default: on for testing) drops undecodable videos up front.
+    ``annotations`` is a CSV path or already selected records (only rows of ``split``, when given).
+    Explicit arguments override the config's fields. Training: one random clip, short side drawn from
+    ``short_side`` (a ``(low, high)`` range), random crop and (if ``flip``) horizontal flips. Testing: short
+    side ``short_side`` (an int, default the crop), ``num_clips`` uniform clips x ``num_crops`` (1 or 3)
+    crops, and ``probe`` (default: on for testing) drops undecodable videos up front.
     """
     if config is None and (frames is None or sampling_rate is None):
         raise ValueError("pass a ModelConfig or both frames=... and sampling_rate=...")
@@ -51,15 +53,20 @@ def build_dataset(
     if isinstance(annotations, str | os.PathLike):
         records = read_annotations(annotations, split)
     else:
-        records = list(annotations)
+        records = [r for r in annotations if split is None or r.split == split]
     if training:
         if num_clips != 1 or num_crops != 1:
             raise ValueError("training draws one random clip and crop per video (num_clips=num_crops=1)")
         sampler = RandomClipSampler(frames, rate)
-        transform = train_transform(config, crop=crop, mean=mean, std=std, flip=flip)
+        if isinstance(short_side, int):
+            short_side = (short_side, short_side)
+        transform = train_transform(config, crop=crop, mean=mean, std=std, short_side=short_side, flip=flip)
     else:
         sampler = UniformClipSampler(frames, rate, num_clips)
-        transform = eval_transform(config, crop=crop, mean=mean, std=std, num_crops=num_crops)
+        if isinstance(short_side, tuple):
+            raise ValueError(f"testing uses one short side size, got the range {short_side}")
+        transform = eval_transform(config, crop=crop, mean=mean, std=std, short_side=short_side,
+                                   num_crops=num_crops)
     return KineticsDataset(
         records,
         video_root,
