@@ -4,11 +4,30 @@ from cozoo.continual.base import ContinualModule, StreamError
 from cozoo.continual.containers import CoIdentity, CoResidual, CoSequential
 from cozoo.continual.conv import CoConv3d
 from cozoo.continual.convert import configure_pool_window, convert_module, register_continual, to_continual
+from cozoo.continual.multipath import CoConcatPathways, CoFuseFastToSlow, CoPathways, CoSplitPathways
 from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
 from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation
 
 __all__ = [
-    "CoAvgPool3d", "CoConv3d", "CoFlatten", "CoGlobalAvgPool3d", "CoIdentity", "CoLinear", "CoMaxPool3d",
-    "CoPerFrame", "CoResidual", "CoSequential", "CoSqueezeExcitation", "ContinualModule", "StreamError",
-    "configure_pool_window", "convert_module", "register_continual", "to_continual",
+    "CoAvgPool3d",
+    "CoConcatPathways",
+    "CoFuseFastToSlow",
+    "CoPathways",
+    "CoSplitPathways",
+    "CoConv3d",
+    "CoFlatten",
+    "CoGlobalAvgPool3d",
+    "CoIdentity",
+    "CoLinear",
+    "CoMaxPool3d",
+    "CoPerFrame",
+    "CoResidual",
+    "CoSequential",
+    "CoSqueezeExcitation",
+    "ContinualModule",
+    "StreamError",
+    "configure_pool_window",
+    "convert_module",
+    "register_continual",
+    "to_continual",
 ]

@@ -62,6 +62,9 @@ class ContinualModule:
     a `Schedule` through their children (`_schedule`).
     """
 
+    #: Whether the input is a list of pathway streams rather than one stream.
+    takes_pathways: bool = False
+
     #: Rank of one input frame (4 for (N, C, H, W); 2 for features (N, F)); None accepts any.
     frame_rank: int | None = 4
 

@@ -56,7 +56,13 @@ class CoSequential(ScheduledContainer, nn.Sequential):
 
     def __init__(self, *args: object) -> None:
         super().__init__(*args)
-        self.bind_schedule()
+        if not self.takes_pathways:
+            self.bind_schedule()
+
+    @property
+    def takes_pathways(self) -> bool:  # type: ignore[override]
+        layers = continual_children(self)
+        return bool(layers) and layers[0].takes_pathways
 
     @property
     def frame_rank(self) -> int | None:  # type: ignore[override]

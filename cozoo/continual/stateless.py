@@ -54,12 +54,15 @@ class CoLinear(ContinualModule, nn.Linear):
 
 
 class CoFlatten(ContinualModule, Flatten):
-    """Clip mode (N, C, T, 1, 1) -> (N, C, T); step mode (N, C, 1, 1) -> (N, C)."""
+    """Clip mode (N, C, T, H, W) -> (N, C*H*W, T); step mode (N, C, H, W) -> (N, C*H*W).
+
+    Features are ordered as the source's ``flatten(1)`` of a one-frame clip.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.source_padding and x.shape[2] == 1:
             return x.flatten(1)
-        return x.flatten(3).squeeze(3) if x.shape[3] * x.shape[4] == 1 else x.flatten(3)
+        return x.permute(0, 1, 3, 4, 2).flatten(1, 3)
 
     def _step(self, frame: torch.Tensor) -> torch.Tensor:
         return frame.flatten(1)
