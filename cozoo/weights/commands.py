@@ -1,0 +1,82 @@
+"""``cozoo weights fetch|import|list``: manage the cache of pretrained checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cozoo.weights.download import weights_dir
+from cozoo.weights.load import cached_metadata, converted_path, fetch, import_checkpoint, require_entry
+from cozoo.weights.manifest import load_manifest, manifest_names
+
+
+def _report(name: str) -> None:
+    entry = require_entry(name)
+    meta = cached_metadata(entry) or {}
+    print(f"{name}: {converted_path(entry['name'])}")
+    print(f"  source {entry['source']['filename']} sha256 {meta.get('source_sha256', '?')} "
+          f"({meta.get('source_size', '?')} bytes, hash policy: {entry['hash']['policy']})")
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    for name in args.names:
+        fetch(name, url=args.url, force=args.force, progress=not args.quiet, sha256=args.sha256)
+        _report(name)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    import_checkpoint(args.name, args.path, sha256=args.sha256)
+    _report(args.name)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    models = load_manifest()["models"]
+    rows = []
+    for name in manifest_names():
+        entry = {"name": name, **models[name]}
+        top1 = next((rec["top1"] for rec in entry.get("accuracy", []) if rec.get("top1") is not None), None)
+        rows.append({
+            "name": name,
+            "file": entry["source"]["filename"],
+            "format": entry["format"],
+            "hash": entry["hash"]["policy"],
+            "download": next((key for key in ("url", "hf") if entry["source"].get(key)), "import"),
+            "cached": cached_metadata(entry) is not None,
+            "top1": top1,
+            "dir": str(weights_dir(name)),
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':<20} {'file':<26} {'format':<13} {'hash':<14} {'get':<7} {'cached':<7} top1")
+    for row in rows:
+        top1 = f"{row['top1']:.2f}" if row["top1"] is not None else "-"
+        print(f"{row['name']:<20} {row['file']:<26} {row['format']:<13} {row['hash']:<14} "
+              f"{row['download']:<7} {'yes' if row['cached'] else 'no':<7} {top1}")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("weights", help="download, import and list pretrained checkpoints",
+                                   description=__doc__)
+    commands = parser.add_subparsers(dest="weights_command", required=True)
+
+    p = commands.add_parser("fetch", help="download, verify and convert published checkpoints into the cache")
+    p.add_argument("names", nargs="+", metavar="NAME", help="model name(s), see `cozoo weights list`")
+    p.add_argument("--url", help="download from this URL instead of the manifest's")
+    p.add_argument("--sha256", help="expected sha256 of the file (pins checkpoints published without a hash)")
+    p.add_argument("--force", action="store_true", help="download and convert again even if cached")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_fetch)
+
+    p = commands.add_parser("import", help="verify and convert a checkpoint file copied by hand (no network)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("path", metavar="PATH", help="the published file, e.g. X3D_XS.pyth")
+    p.add_argument("--sha256", help="expected sha256 of the file")
+    p.set_defaults(handler=_import)
+
+    p = commands.add_parser("list", help="published checkpoints and whether they are cached")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_list)

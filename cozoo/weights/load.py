@@ -1,0 +1,231 @@
+"""Fetching, importing, converting and loading pretrained weights.
+
+Cache layout (``$COZOO_HOME/weights/<name>/``): the published file under its published name (e.g.
+``X3D_XS.pyth``) and ``<name>.safetensors``, the converted state dict in cozoo's layout. A checkpoint is
+converted once; later loads read the safetensors file and never touch the network. Published files
+are pickles: they are read with ``torch.load(weights_only=True)``, which only rebuilds tensors and plain
+containers and refuses anything else, so no code from a checkpoint is ever run.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from cozoo.registry import ModelConfig, get_config
+from cozoo.weights.converters import StateDict, convert_state_dict, load_state_dict_strict
+from cozoo.weights.download import (
+    PartialFile,
+    WeightsError,
+    acquire,
+    copy_local,
+    sha256_file,
+    verify_hash,
+    weights_dir,
+)
+from cozoo.weights.manifest import manifest_entry
+
+
+class WeightsFormatError(WeightsError):
+    """The file is not a checkpoint in the expected format."""
+
+
+def converted_path(name: str) -> Path:
+    return weights_dir(name) / f"{name}.safetensors"
+
+
+def source_path(entry: dict[str, Any]) -> Path:
+    return weights_dir(entry["name"]) / entry["source"]["filename"]
+
+
+def require_entry(name: str) -> dict[str, Any]:
+    get_config(name)  # unknown names raise with close matches
+    entry = manifest_entry(name)
+    if entry is None:
+        raise ValueError(f"{name!r} has no published checkpoint in the weights manifest; "
+                         f"pass create_model({name!r}, pretrained='path/to/checkpoint') instead")
+    return entry
+
+
+def _unpickler_reason(err: Exception) -> str:
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+    return match.group(1).strip() if match else (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def read_checkpoint(
+    path: Path, fmt: str | None = None, what: str | None = None
+) -> tuple[StateDict, str | None]:
+    """Read a checkpoint safely; returns its state dict and format (detected if ``fmt`` is None).
+
+    ``what`` names the file in error messages (defaults to ``path``).
+    """
+    what = what or str(path)
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path)), fmt
+        except Exception as err:  # safetensors raises its own error types for bad headers
+            raise WeightsFormatError(f"{what} is not a readable safetensors file: {err}") from err
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = _unpickler_reason(err)
+        if "Unsupported global" in reason:
+            raise WeightsFormatError(
+                f"{what} was refused: it references Python objects other than tensors and plain containers "
+                f"({reason.split(' was not')[0]}); cozoo reads checkpoints with "
+                "torch.load(weights_only=True) and never runs code from them"
+            ) from err
+        raise WeightsFormatError(f"{what} is not a PyTorch checkpoint (unreadable pickle: {reason})") from err
+    except Exception as err:  # torch.load raises RuntimeError, EOFError, zipfile errors... on garbage
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise WeightsFormatError(
+            f"{what} is not a PyTorch checkpoint ({type(err).__name__}: {first})"
+        ) from err
+    if isinstance(obj, Mapping) and "model_state" in obj and fmt in (None, "pytorchvideo"):
+        obj, fmt = obj["model_state"], "pytorchvideo"
+    elif fmt == "pytorchvideo":
+        keys = ", ".join(map(str, list(obj)[:5])) if isinstance(obj, Mapping) else type(obj).__name__
+        raise WeightsFormatError(
+            f"{what} is not a PyTorchVideo checkpoint: no 'model_state' entry (found {keys})"
+        )
+    elif fmt is None and isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not (isinstance(obj, Mapping) and obj
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())):
+        raise WeightsFormatError(f"{what} does not hold a state dict (a mapping of names to tensors)")
+    return dict(obj), fmt
+
+
+def fit_state_dict(
+    model: nn.Module, config: ModelConfig, state_dict: StateDict, fmt: str | None
+) -> StateDict:
+    """Convert ``state_dict`` from ``fmt`` (unless it already has the model's keys) and load it strictly."""
+    if fmt is not None and set(state_dict) != set(model.state_dict()):
+        state_dict = convert_state_dict(fmt, config.family, state_dict)
+    load_state_dict_strict(model, state_dict)
+    return state_dict
+
+
+def _metadata(entry: dict[str, Any], sha256: str, size: int) -> dict[str, str]:
+    from cozoo import __version__
+
+    return {"model": entry["name"], "format": entry["format"], "source_filename": entry["source"]["filename"],
+            "source_sha256": sha256, "source_size": str(size), "cozoo_version": __version__}
+
+
+def cached_metadata(entry: dict[str, Any]) -> dict[str, str] | None:
+    """Metadata of the converted file if it is present, readable and current for ``entry``; else None."""
+    path = converted_path(entry["name"])
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except Exception:  # a damaged file is treated as absent and rebuilt
+        return None
+    expected = _metadata(entry, meta.get("source_sha256", ""), int(meta.get("source_size", "0") or 0))
+    if any(meta.get(key) != value for key, value in expected.items()):
+        return None
+    try:
+        verify_hash(entry, meta["source_sha256"], str(path))
+    except WeightsError:
+        return None
+    return meta
+
+
+def _install(entry: dict[str, Any], partial: PartialFile, model: nn.Module | None, keep_source: bool,
+             what: str) -> Path:
+    """Convert a verified file, check it fits the model, and move it and its conversion into the cache."""
+    name = entry["name"]
+    config = get_config(name)
+    state_dict, _ = read_checkpoint(partial.path, entry["format"], what)
+    if model is None:
+        model = config.builder(num_classes=config.num_classes, **config.builder_kwargs)
+    converted = fit_state_dict(model, config, state_dict, entry["format"])
+    target = converted_path(name)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        # clone: safetensors refuses tensors that share memory, which converters may produce
+        save_file({k: v.detach().contiguous().clone() for k, v in converted.items()}, str(tmp),
+                  metadata=_metadata(entry, partial.sha256, partial.size))
+        if keep_source:
+            os.replace(partial.path, source_path(entry))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _ensure_cached(name: str, url: str | None = None, force: bool = False, progress: bool = True,
+                   sha256: str | None = None, model: nn.Module | None = None) -> Path:
+    entry = require_entry(name)
+    meta = None if force else cached_metadata(entry)
+    if meta is not None and (sha256 is None or meta["source_sha256"] == sha256.lower()):
+        return converted_path(entry["name"])
+    source = source_path(entry)
+    if source.is_file() and not force:  # the published file is here: convert again, no network
+        digest, size = sha256_file(source)
+        try:
+            verify_hash(entry, digest, str(source), expected=sha256)
+            partial = PartialFile(source, digest, size)
+            return _install(entry, partial, model, keep_source=False, what=str(source))
+        except WeightsError:
+            source.unlink()  # damaged or wrong: fetch a fresh copy below
+    partial = acquire(entry, url=url, progress=progress)
+    what = f"the downloaded {entry['source']['filename']}"
+    try:
+        verify_hash(entry, partial.sha256, what, expected=sha256)
+        return _install(entry, partial, model, keep_source=True, what=what)
+    finally:
+        partial.path.unlink(missing_ok=True)
+
+
+def fetch(name: str, url: str | None = None, force: bool = False, progress: bool = True,
+          sha256: str | None = None) -> Path:
+    """Make sure ``name``'s published checkpoint is downloaded, verified and converted; returns the
+    path of the converted ``.safetensors`` file. ``url`` overrides the manifest's URL; ``sha256`` pins the
+    expected file hash (useful where the publisher gives none); ``force`` downloads again."""
+    return _ensure_cached(name, url=url, force=force, progress=progress, sha256=sha256)
+
+
+def import_checkpoint(name: str, path: str | Path, sha256: str | None = None) -> Path:
+    """Verify and convert a checkpoint file copied by hand (air-gapped machines); returns the converted
+    file's path."""
+    entry = require_entry(name)
+    partial = copy_local(Path(path).expanduser(), weights_dir(entry["name"]), entry["source"]["filename"])
+    try:
+        verify_hash(entry, partial.sha256, str(path), expected=sha256)
+        return _install(entry, partial, None, keep_source=True, what=str(path))
+    finally:
+        partial.path.unlink(missing_ok=True)
+
+
+def load_pretrained(model: nn.Module, config: ModelConfig, path: str | None) -> None:
+    """Load published weights (``path`` None: cached, fetched once) or a checkpoint file into ``model``.
+
+    A file may be in the published format of the model's manifest entry (``.pyth``/``.pth``/``.pickle``), a
+    PyTorchVideo ``{"model_state": ...}`` file, or a state dict / ``.safetensors`` file in cozoo's layout.
+    """
+    if path is None:
+        converted = _ensure_cached(config.name, model=model)
+        load_state_dict_strict(model, load_file(str(converted)))
+        return
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint file {file} does not exist")
+    entry = manifest_entry(config.name)
+    if entry is not None and file.name == entry["source"]["filename"]:
+        verify_hash(entry, sha256_file(file)[0], str(file))
+    state_dict, fmt = read_checkpoint(file)
+    if fmt is None and entry is not None:
+        fmt = entry["format"]
+    fit_state_dict(model, config, state_dict, fmt)
