@@ -36,14 +36,15 @@ def load_manifest(path: str | Path | None = None) -> dict[str, Any]:
     """The parsed manifest (a fresh copy; re-read when the file changes)."""
     path = Path(path) if path is not None else manifest_path()
     try:
-        mtime = path.stat().st_mtime_ns
+        stat = path.stat()
     except OSError as err:
         raise ManifestError(f"weights manifest {path} cannot be read: {err}") from None
-    return copy.deepcopy(_parse(str(path), mtime))
+    return copy.deepcopy(_parse(str(path), stat.st_mtime_ns, stat.st_size))
 
 
 @lru_cache(maxsize=8)
-def _parse(path: str, mtime_ns: int) -> dict[str, Any]:
+def _parse(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """Parse once per (path, modification time, size)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
