@@ -142,5 +142,6 @@ def reset_classifier(model: nn.Module, num_classes: int) -> None:
         raise ValueError(f"{type(model).__name__} has no nn.Linear classifier to reset")
     parent = model.get_submodule(last_name.rpartition(".")[0]) if "." in last_name else model
     new = nn.Linear(last.in_features, num_classes, bias=last.bias is not None)
+    new.__class__ = type(last)  # keeps a continual linear layer continual
     new.to(device=last.weight.device, dtype=last.weight.dtype)
     setattr(parent, last_name.rpartition(".")[2], new)

@@ -6,6 +6,7 @@ from cozoo.continual.conv import CoConv3d
 from cozoo.continual.convert import configure_pool_window, convert_module, register_continual, to_continual
 from cozoo.continual.multipath import CoConcatPathways, CoFuseFastToSlow, CoPathways, CoSplitPathways
 from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
+from cozoo.continual.recurrent import CoFrameLSTM
 from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation
 
 __all__ = [
@@ -15,7 +16,7 @@ __all__ = [
     "CoPathways",
     "CoSplitPathways",
     "CoConv3d",
-    "CoFlatten",
+    "CoFlatten", "CoFrameLSTM",
     "CoGlobalAvgPool3d",
     "CoIdentity",
     "CoLinear",

@@ -1,12 +1,6 @@
 """Model families. Importing this package registers every variant with `cozoo.registry`."""
 
-import importlib
+from cozoo.models import baselines, c3d, r2plus1d, resnet3d, slowfast, x3d  # noqa: F401
+from cozoo.models.continual_zoo import register_continual_variants
 
-_FAMILIES = ("x3d", "c3d", "baselines", "resnet3d", "slowfast", "r2plus1d")
-
-for _family in _FAMILIES:
-    try:
-        importlib.import_module(f"{__name__}.{_family}")
-    except ModuleNotFoundError as _err:  # a family not written yet
-        if _err.name != f"{__name__}.{_family}":
-            raise
+register_continual_variants()

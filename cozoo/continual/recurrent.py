@@ -1,0 +1,43 @@
+"""Continual CNN+LSTM head: the LSTM steps once per frame, carrying (h, c) between steps."""
+
+from __future__ import annotations
+
+import torch
+
+from cozoo.continual.base import ContinualModule
+from cozoo.continual.convert import ConversionOptions, register_continual
+from cozoo.models.baselines import FrameLSTM
+
+
+class CoFrameLSTM(ContinualModule, FrameLSTM):
+    """Same parameters as `FrameLSTM`; emits the hidden state at every frame (many-to-many).
+
+    Clip mode runs the LSTM from a zero state over the clip, which is what stepping from ``reset()``
+    computes; with source padding on it behaves like the source (honouring ``last_only``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.source_padding:
+            return FrameLSTM.forward(self, x)
+        out, _ = self.lstm(x.flatten(2).transpose(1, 2))
+        return out.transpose(1, 2)[..., None, None]
+
+    def _reset_state(self) -> None:
+        self.__dict__["_hc"] = None
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor:
+        state = self.__dict__.get("_hc")
+        out, (h, c) = self.lstm(frame.flatten(1).unsqueeze(1), state)
+        if state is None:
+            self.__dict__["_hc"] = (h, c)
+        else:
+            state[0].copy_(h)
+            state[1].copy_(c)
+        return out[:, 0, :, None, None]
+
+
+@register_continual(FrameLSTM)
+def _frame_lstm(module: FrameLSTM, options: ConversionOptions) -> CoFrameLSTM:
+    module.__class__ = CoFrameLSTM
+    module._reset_state()
+    return module  # type: ignore[return-value]
