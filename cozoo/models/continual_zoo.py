@@ -62,7 +62,9 @@ def register_continual_variants() -> None:
                 frames=frames,
                 builder_kwargs={},
                 source=source_name,
-                description=f"Continual {source_name} (weights transferred), global pool over {frames} frames. "
-                + source.description,
+                description=(
+                    f"Continual {source_name} (weights transferred), global pool over {frames} frames. "
+                    f"{source.description}"
+                ),
             )
         )
