@@ -58,3 +58,26 @@ def test_pool_window_keyword_extends_receptive_field_only():
     short, long = cozoo.create_model("cox3d_s"), cozoo.create_model("cox3d_s", pool_window=64)
     assert long.receptive_field - short.receptive_field == 64 - 13
     assert cozoo.create_model("cox3d_s_64").receptive_field == long.receptive_field
+
+
+def test_stream_reports_frames_and_batches_parallel_streams():
+    torch.manual_seed(0)
+    model = cozoo.create_model("coi3d_r50", num_classes=3).eval()
+    stream = model.stream()
+    frames = torch.randn(model.first_output + 5, 2, 3, 16, 16)
+    predictions = [p for p in (stream.push(f) for f in frames) if p is not None]
+    first = model.first_output
+    assert [p.frame_index for p in predictions] == [first, first + 2, first + 4]
+    assert all(p.centre_frame == p.frame_index - model.delay for p in predictions)
+    assert predictions[0].logits.shape == (2, 3)
+    # each of the two parallel streams equals streaming it alone
+    alone = model.stream()
+    single = [p for p in (alone.push(f[1:]) for f in frames) if p is not None]
+    torch.testing.assert_close(single[-1].logits, predictions[-1].logits[1:], rtol=1e-4, atol=1e-5)
+
+
+def test_stream_rejects_regular_model():
+    from cozoo.continual import Stream
+
+    with pytest.raises(TypeError, match="to_continual"):
+        Stream(cozoo.create_model("x3d_xs"))

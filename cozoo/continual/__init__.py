@@ -8,6 +8,7 @@ from cozoo.continual.multipath import CoConcatPathways, CoFuseFastToSlow, CoPath
 from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
 from cozoo.continual.recurrent import CoFrameLSTM
 from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation
+from cozoo.continual.stream import Prediction, Stream
 
 __all__ = [
     "CoAvgPool3d",
@@ -16,7 +17,8 @@ __all__ = [
     "CoPathways",
     "CoSplitPathways",
     "CoConv3d",
-    "CoFlatten", "CoFrameLSTM",
+    "CoFlatten",
+    "CoFrameLSTM",
     "CoGlobalAvgPool3d",
     "CoIdentity",
     "CoLinear",
@@ -25,6 +27,8 @@ __all__ = [
     "CoResidual",
     "CoSequential",
     "CoSqueezeExcitation",
+    "Prediction",
+    "Stream",
     "ContinualModule",
     "StreamError",
     "configure_pool_window",

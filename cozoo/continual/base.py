@@ -143,6 +143,12 @@ class ContinualModule:
                 outputs.append(out)
         return torch.stack(outputs, dim=2) if outputs else None
 
+    def stream(self):  # -> cozoo.continual.stream.Stream
+        """A `Stream` over this model (resets it): ``stream.push(frame)`` returns a `Prediction` or None."""
+        from cozoo.continual.stream import Stream
+
+        return Stream(self)  # type: ignore[arg-type]
+
     def reset(self) -> None:
         """Forget the stream: drop all state in this module and its children."""
         assert isinstance(self, nn.Module)

@@ -1,0 +1,53 @@
+"""A user-facing stream over a continual model: push frames, get predictions tagged with their frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cozoo.continual.base import ContinualModule
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Model output for one step. ``frame_index`` is the 0-based index of the frame just pushed;
+    ``centre_frame = frame_index - delay`` is the frame the source network's output is centred on."""
+
+    logits: torch.Tensor
+    frame_index: int
+    centre_frame: int
+
+
+class Stream:
+    """Feeds frames (N, C, H, W) to a continual model, N parallel streams at once.
+
+    Warm-up is hidden: `push` returns ``None`` until the model's first output, and on the steps a
+    temporal stride skips. Creating a stream resets the model.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        if not isinstance(model, ContinualModule):
+            raise TypeError(f"{type(model).__name__} is not continual; convert it with to_continual()")
+        self.model = model
+        self.frames_seen = 0
+        model.reset()
+
+    @property
+    def warm(self) -> bool:
+        """Whether the model has produced its first output."""
+        return self.frames_seen > self.model.first_output
+
+    @torch.no_grad()
+    def push(self, frame: torch.Tensor) -> Prediction | None:
+        out = self.model.forward_step(frame)
+        index = self.frames_seen
+        self.frames_seen += 1
+        if out is None:
+            return None
+        return Prediction(out, index, index - self.model.delay)
+
+    def reset(self) -> None:
+        self.model.reset()
+        self.frames_seen = 0
