@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,9 @@ def _install(entry: dict[str, Any], partial: PartialFile, model: nn.Module | Non
         model = config.builder(num_classes=config.num_classes, **config.builder_kwargs)
     converted = fit_state_dict(model, config, state_dict, entry["format"])
     target = converted_path(name)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
         # clone: safetensors refuses tensors that share memory, which converters may produce
         save_file({k: v.detach().contiguous().clone() for k, v in converted.items()}, str(tmp),
