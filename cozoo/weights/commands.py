@@ -19,6 +19,8 @@ def _report(name: str) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    if (args.url or args.sha256) and len(args.names) > 1:
+        raise ValueError("--url and --sha256 describe one file: give a single NAME with them")
     for name in args.names:
         fetch(name, url=args.url, force=args.force, progress=not args.quiet, sha256=args.sha256)
         _report(name)
