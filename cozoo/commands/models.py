@@ -1,0 +1,32 @@
+"""``cozoo models [PATTERN]`` and ``cozoo info NAME``: what the registry holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cozoo.registry import get_config, list_models, model_info
+
+
+def _list(args: argparse.Namespace) -> int:
+    pretrained = {"yes": True, "no": False, "any": None}[args.pretrained]
+    for name in list_models(args.pattern, pretrained=pretrained):
+        config = get_config(name)
+        kind = f"continual from {config.source}" if config.source else "regular"
+        print(f"{name:22s} {config.frames:3d} frames  crop {config.test_crop:3d}  {kind}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    print(json.dumps(model_info(args.name), indent=2, default=str))
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    listing = subparsers.add_parser("models", help="list registered models (wildcards allowed)")
+    listing.add_argument("pattern", nargs="?", default="*")
+    listing.add_argument("--pretrained", choices=("yes", "no", "any"), default="any")
+    listing.set_defaults(handler=_list)
+    info = subparsers.add_parser("info", help="config and published figures of one model")
+    info.add_argument("name")
+    info.set_defaults(handler=_info)
