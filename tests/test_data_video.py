@@ -69,6 +69,12 @@ def test_read_frames_rejects_bad_indices(ramp_path):
         read_frames(ramp_path, [])
 
 
+def test_write_video_is_reproducible(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, (12, 32, 48, 3), dtype=np.uint8)
+    first = write_video(tmp_path / "a.mp4", frames).read_bytes()
+    assert all(write_video(tmp_path / f"{i}.mp4", frames).read_bytes() == first for i in range(5))
+
+
 def test_write_video_validates_input(tmp_path):
     with pytest.raises(ValueError, match="even"):
         write_video(tmp_path / "odd.mp4", np.zeros((2, 31, 32, 3), np.uint8))

@@ -132,7 +132,8 @@ def iter_frames(path: PathLike) -> Iterator[torch.Tensor]:
 def write_video(path: PathLike, frames: torch.Tensor | np.ndarray, fps: float = 15.0, crf: int = 18) -> Path:
     """Write ``(T, H, W, 3)`` uint8 RGB frames as an H.264 (libx264, yuv420p) MP4; returns the path.
 
-    H and W must be even (a yuv420p requirement). Parent folders are created.
+    H and W must be even (a yuv420p requirement). Parent folders are created. The same frames always give
+    the same bytes (single-threaded x264 without mbtree), so synthetic datasets are reproducible.
     """
     array = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
     if array.ndim != 4 or array.shape[-1] != 3:
@@ -149,7 +150,9 @@ def write_video(path: PathLike, frames: torch.Tensor | np.ndarray, fps: float = 
     with av.open(os.fspath(path), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        # mbtree rate control made tiny videos differ from run to run (as did multi-threading).
+        stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"}
+        stream.codec_context.thread_count = 1
         for image in array:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
             container.mux(stream.encode(frame))
