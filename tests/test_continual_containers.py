@@ -68,3 +68,35 @@ def test_shortcut_fifo_holds_lag_plus_one_frames():
     for _ in range(10):
         co.forward_step(torch.randn(1, 2, 3, 3))
     assert co._fifos[1].shape[2] == co.alignment.lags[1] + 1 == 3
+
+
+def _state_tensors(model: nn.Module) -> list[torch.Tensor]:
+    found = []
+    for module in model.modules():
+        for key in ("_state", "_fifos"):
+            value = module.__dict__.get(key)
+            found += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, torch.Tensor)]
+    return found
+
+
+def test_ten_thousand_frame_stream_keeps_constant_state():
+    """State buffers are allocated once and updated in place: same tensors, same bytes after 10,000 frames."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv3d(2, 3, (3, 1, 1), padding=(1, 0, 0)),
+        _block([3, 1], 2, 3),
+        nn.MaxPool3d((2, 1, 1), stride=(1, 1, 1)),
+        GlobalAvgPool3d(),
+        Flatten(),
+        nn.Linear(3, 2),
+    ).eval()
+    co = to_continual(net, pool_window=8).eval()
+    frames = torch.randn(64, 1, 2, 2, 2)
+    with torch.no_grad():
+        for t in range(64):
+            co.forward_step(frames[t])
+        before = [(s.data_ptr(), s.nbytes) for s in _state_tensors(co)]
+        for t in range(10_000 - 64):
+            co.forward_step(frames[t % 64])
+    after = [(s.data_ptr(), s.nbytes) for s in _state_tensors(co)]
+    assert before == after and len(before) >= 4

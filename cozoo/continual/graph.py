@@ -1,0 +1,69 @@
+"""Step mode as CUDA graphs: a whole network's step replayed with one launch.
+
+A continual model's step does the same work on every step in steady state, except for the phase of its
+temporal strides: with overall stride P, steps t and t + P run the same kernels on the same buffers (state
+lives in buffers allocated once and updated in place; no data-dependent branching). `CudaGraphStepper`
+therefore steps the model eagerly until it is in steady state, then captures P graphs, one per phase,
+and replays them cyclically.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cozoo.continual.base import ContinualModule
+
+
+class CudaGraphStepper:
+    """Wraps a continual model on CUDA; ``step(frame)`` has the semantics of ``model.forward_step``.
+
+    The returned tensor is a static output buffer: it is overwritten at the next step of the same phase
+    (clone it to keep it). Creating a stepper resets the model; use one stepper per stream.
+    """
+
+    def __init__(self, model: nn.Module, example_frame: torch.Tensor) -> None:
+        if not isinstance(model, ContinualModule):
+            raise TypeError(f"{type(model).__name__} is not a continual model")
+        if not example_frame.is_cuda:
+            raise ValueError("CudaGraphStepper needs a CUDA frame (and model); CPU steps run eagerly")
+        self.model = model
+        self.period = model.stride
+        # Eager steps until every module has emitted and allocated its state (steady state).
+        self.warmup = model.first_output + self.period
+        self._static_in = example_frame.clone()
+        self._graphs: list[torch.cuda.CUDAGraph] = []
+        self._outputs: list[torch.Tensor | None] = []
+        self._steps = 0
+        self._phase = 0
+        model.reset()
+
+    @property
+    def captured(self) -> bool:
+        return bool(self._graphs)
+
+    @torch.no_grad()
+    def step(self, frame: torch.Tensor) -> torch.Tensor | None:
+        if not self._graphs and self._steps < self.warmup:
+            self._steps += 1
+            return self.model.forward_step(frame)
+        if not self._graphs:
+            self._capture()
+        self._static_in.copy_(frame)
+        phase = self._phase
+        self._graphs[phase].replay()
+        self._phase = (phase + 1) % self.period
+        self._steps += 1
+        return self._outputs[phase]
+
+    def _capture(self) -> None:
+        model = self.model
+        model._check_frame(self._static_in)  # type: ignore[attr-defined]
+        pool = None
+        for _ in range(self.period):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                out = model._step(self._static_in)  # type: ignore[attr-defined]
+            pool = graph.pool()
+            self._graphs.append(graph)
+            self._outputs.append(out)
