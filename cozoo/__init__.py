@@ -1,6 +1,8 @@
 """cozoo: pretrained video classifiers and their continual (frame-by-frame) counterparts."""
 
+from cozoo.continual import to_continual
+from cozoo.flops import count_flops
 from cozoo.registry import create_model, list_models, model_info
 
-__all__ = ["create_model", "list_models", "model_info"]
+__all__ = ["count_flops", "create_model", "list_models", "model_info", "to_continual"]
 __version__ = "0.1.0"

@@ -101,11 +101,22 @@ def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]
 
 
 def model_info(name: str) -> dict[str, Any]:
-    """The variant's config merged with its manifest entry (published figures, weights source)."""
-    info = get_config(name).as_dict()
+    """The variant's config merged with its manifest entry (published figures, weights source); for
+    continual models also its schedule (receptive field, padding, delay, first output step, stride)."""
+    config = get_config(name)
+    info = config.as_dict()
     from cozoo.weights.manifest import manifest_entry
 
     info["weights"] = manifest_entry(name)
+    if config.continual:
+        model = create_model(name)
+        info["schedule"] = {
+            "receptive_field": model.receptive_field,
+            "temporal_padding": model.temporal_padding,
+            "delay": model.delay,
+            "first_output": model.first_output,
+            "stride": model.stride,
+        }
     return info
 
 

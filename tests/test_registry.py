@@ -47,3 +47,20 @@ def test_reset_classifier_replaces_only_last_linear(tiny_registered):
 def test_reset_classifier_without_linear_raises():
     with pytest.raises(ValueError, match="no nn.Linear"):
         registry.reset_classifier(nn.Conv3d(1, 1, 1), 3)
+
+
+def test_model_info_of_continual_model_has_schedule_and_weights():
+    import cozoo
+
+    info = cozoo.model_info("cox3d_s")
+    assert info["source"] == "x3d_s" and info["continual"]
+    assert info["schedule"]["receptive_field"] == 69 and info["schedule"]["delay"] == 40
+    assert info["weights"]["name"] == "x3d_s"
+
+
+def test_top_level_to_continual_is_the_converter():
+    import cozoo
+    from cozoo.continual import ContinualModule
+
+    model = cozoo.to_continual(cozoo.create_model("x3d_xs"))
+    assert isinstance(model, ContinualModule) and model.receptive_field == 60
