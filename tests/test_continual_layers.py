@@ -103,18 +103,18 @@ def test_per_step_compute_is_one_output_frame(cache):
     for _ in range(2):  # warm-up
         co.forward_step(torch.randn(1, 4, 5, 5))
     calls = []
-    hook = torch.nn.functional.conv3d
+    hook = torch.nn.functional.conv2d
 
-    def counting_conv3d(inp, weight, *args, **kwargs):
+    def counting_conv2d(inp, weight, *args, **kwargs):
         calls.append(weight.numel() * inp.shape[-1] * inp.shape[-2])
         return hook(inp, weight, *args, **kwargs)
 
-    torch.nn.functional.conv3d = counting_conv3d
+    torch.nn.functional.conv2d = counting_conv2d
     try:
         for _ in range(4):
             co.forward_step(torch.randn(1, 4, 5, 5))
     finally:
-        torch.nn.functional.conv3d = hook
+        torch.nn.functional.conv2d = hook
     assert len(calls) == 4
     assert all(c == conv.weight.numel() * 25 for c in calls)
 
