@@ -64,3 +64,19 @@ def test_top_level_to_continual_is_the_converter():
 
     model = cozoo.to_continual(cozoo.create_model("x3d_xs"))
     assert isinstance(model, ContinualModule) and model.receptive_field == 60
+
+
+@pytest.mark.parametrize("name", ["x3d_xs", "cox3d_xs"])
+def test_pretrained_with_new_num_classes_resets_only_the_classifier(name, tmp_path):
+    import cozoo
+
+    torch.manual_seed(0)
+    source = cozoo.create_model("x3d_xs")
+    path = tmp_path / "x3d_xs_finetuned.pt"
+    torch.save(source.state_dict(), path)
+    model = cozoo.create_model(name, pretrained=str(path), num_classes=7)
+    assert model.head.fc.out_features == 7
+    own = model.state_dict()
+    for key, value in source.state_dict().items():
+        if not key.startswith("head.fc."):
+            assert torch.equal(own[key], value), key
