@@ -1,0 +1,87 @@
+"""``cozoo eval --model NAME --annotations CSV --videos DIR``: clip, multi-view and continual streaming
+accuracy (top-1/top-5) with confusion matrices; see `cozoo.evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cozoo.data.kinetics import load_label_map
+from cozoo.evaluate import (
+    MODES,
+    LoadedModel,
+    evaluate,
+    load_model,
+    names_from_label_map,
+    summary_lines,
+    write_report,
+)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``cozoo eval`` and ``cozoo stream``: model, weights, class names, preprocessing."""
+    parser.add_argument("--model", required=True, help="registered name, e.g. x3d_s or cox3d_s_64")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--checkpoint", metavar="PATH",
+                         help="weights file: a fine-tuning checkpoint, a state dict or a published file")
+    weights.add_argument("--pretrained", action="store_true", help="the published weights (cached download)")
+    parser.add_argument("--label-map", metavar="JSON",
+                        help="class names of the outputs ({\"classes\": [...]}), overriding the checkpoint's")
+    parser.add_argument("--crop", type=int, help="test crop and short side (default: the model's test crop)")
+    parser.add_argument("--sampling-rate", type=int, metavar="N",
+                        help="continual models see every N-th frame (default: the clip sampling rate)")
+    parser.add_argument("--pool-window", type=int, metavar="FRAMES",
+                        help="temporal window of the continual global pool (default: the model's)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def load_from_args(args: argparse.Namespace) -> LoadedModel:
+    """The model, weights and class names the shared options ask for."""
+    names = names_from_label_map(load_label_map(args.label_map)) if args.label_map else None
+    return load_model(args.model, checkpoint=args.checkpoint, pretrained=args.pretrained, class_names=names,
+                      pool_window=args.pool_window)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    loaded = load_from_args(args)
+    metrics = evaluate(
+        loaded,
+        args.annotations,
+        args.videos,
+        split=args.split,
+        modes=args.modes,
+        num_clips=args.clips,
+        num_crops=args.crops,
+        crop=args.crop,
+        sampling_rate=args.sampling_rate,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+    )
+    if args.out:
+        written = write_report(metrics, args.out)
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+    else:
+        print("\n".join(summary_lines(metrics)))
+        if args.out:
+            print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="accuracy on a Kinetics-layout dataset: clip, multi-view and continual streaming"
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--annotations", required=True, metavar="CSV", help="Kinetics annotation CSV")
+    parser.add_argument("--videos", required=True, metavar="DIR", help="folder holding the videos")
+    parser.add_argument("--split", help="keep only rows of this split (e.g. val)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="protocols to run")
+    parser.add_argument("--clips", type=int, default=10, help="clips per video in multiview (default 10)")
+    parser.add_argument("--crops", type=int, choices=(1, 3), default=3, help="crops per clip in multiview")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--out", metavar="DIR", help="write metrics.json and confusion_<result>.png here")
+    parser.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+    parser.set_defaults(handler=_eval)

@@ -1,0 +1,67 @@
+"""``cozoo stream VIDEO --model NAME``: per-frame top-k predictions of a continual model while the video is
+decoded, the frame rate achieved, and optionally a PNG of class probabilities over time."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from cozoo.commands.evaluate import add_model_arguments, load_from_args
+from cozoo.evaluate import LoadedModel
+from cozoo.streaming import FramePrediction, VideoStreamer, frame_transform, plot_probabilities, stream_video
+
+
+def _weights(loaded: LoadedModel) -> str:
+    if loaded.checkpoint:
+        return f"weights from {loaded.checkpoint}"
+    if loaded.pretrained:
+        return "published weights"
+    return "random weights (pass --checkpoint or --pretrained for meaningful predictions)"
+
+
+def _stream(args: argparse.Namespace) -> int:
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    loaded = load_from_args(args)
+    continual = loaded.continual().to(args.device)
+    rate = args.sampling_rate or loaded.config.sampling_rate
+    streamer = VideoStreamer(continual, frame_transform(loaded.config, args.crop), rate, args.device)
+    names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
+    print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, every {rate} frame(s) of "
+          f"the video; first prediction after {streamer.first_output + 1} model steps "
+          f"(video frame {streamer.first_output * rate})", flush=True)
+    predictions: list[FramePrediction] = []
+    start = time.perf_counter()
+    for prediction in stream_video(streamer, args.video):
+        predictions.append(prediction)
+        top = prediction.probs.topk(k)
+        shown = ", ".join(f"{names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist(),
+                                                                   strict=True))
+        print(f"frame {prediction.frame_index:5d}: {shown}", flush=True)
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    print(f"{streamer.frames_read} frames decoded, {streamer.steps} model steps, "
+          f"{len(predictions)} predictions in {elapsed:.2f} s: {streamer.frames_read / elapsed:.1f} frames/s "
+          f"({streamer.steps / elapsed:.1f} model steps/s)", flush=True)
+    if not predictions:
+        print(f"cozoo stream: no prediction: the video ended after {streamer.steps} model steps, the "
+              f"first prediction needs {streamer.first_output + 1} (try a longer video or a smaller "
+              "--sampling-rate)", file=sys.stderr)
+        return 1
+    if args.plot:
+        path = plot_probabilities(predictions, names, args.plot, top=args.plot_classes,
+                                  title=f"{args.model}: {args.video}")
+        print(f"wrote {path}")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "stream", help="per-frame predictions of a continual model on a video file, frames/s, plot"
+    )
+    parser.add_argument("video", help="video file (e.g. an .mp4)")
+    add_model_arguments(parser)
+    parser.add_argument("--top-k", type=int, default=5, help="classes printed per frame (default 5)")
+    parser.add_argument("--plot", metavar="PNG", help="write the top classes' probabilities over time here")
+    parser.add_argument("--plot-classes", type=int, default=5, help="classes drawn in the plot (default 5)")
+    parser.set_defaults(handler=_stream)

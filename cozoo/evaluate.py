@@ -1,0 +1,466 @@
+"""Evaluate a video classifier on a Kinetics-layout dataset under three protocols.
+
+* ``clip``: one centre clip with a centre crop per video (the Co3D table's protocol for regular models).
+* ``multiview``: ``clips`` uniformly spaced clips x ``crops`` spatial crops per video, softmax averaged
+  (the published 30-view protocol is 10 x 3).
+* ``stream``: the continual counterpart of the same weights steps through each video frame by frame
+  (every ``sampling_rate``-th frame, each preprocessed like a clip frame; see `cozoo.streaming`).
+  ``stream_last`` scores the prediction at the video's last fed frame, ``stream_mean`` the softmax
+  averaged over all predictions after warm-up. A video shorter than the warm-up is extended by
+  repeating its last frame (the clip samplers' rule for short videos) and counted in ``padded_videos``.
+
+Accuracies are fractions in [0, 1]; "top5" is top-min(5, classes). Confusion matrices count videos with
+rows = true class and columns = predicted (top-1) class.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cozoo.continual import to_continual
+from cozoo.data.kinetics import KineticsDataset, read_annotations
+from cozoo.data.loader import build_dataset
+from cozoo.data.video import PathLike
+from cozoo.labels import class_names as label_set_names
+from cozoo.registry import ModelConfig, create_model, get_config, reset_classifier
+from cozoo.streaming import (
+    FrameTransform,
+    VideoStreamer,
+    frame_transform,
+    new_figure,
+    save_figure,
+    stream_video,
+)
+from cozoo.weights.load import WeightsFormatError, fit_state_dict, read_checkpoint
+from cozoo.weights.manifest import manifest_entry
+
+MODES = ("clip", "multiview", "stream")
+TOP_K = (1, 5)
+
+
+# -- checkpoints and models ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Weights read from a file. ``format`` is the published format of a converted-on-load file (None for
+    cozoo's own layout); ``class_names`` come from a fine-tuning checkpoint's ``label_map``."""
+
+    path: str
+    state_dict: dict[str, torch.Tensor]
+    format: str | None = None
+    class_names: list[str] | None = None
+    config: dict[str, Any] | None = None
+
+
+def names_from_label_map(label_map: Mapping[str, int] | Sequence[str]) -> list[str]:
+    """Class names by index from ``{name: index}`` (indices 0..C-1, each once) or a list of names."""
+    if isinstance(label_map, Mapping):
+        names = sorted(label_map, key=label_map.__getitem__)
+        if [label_map[n] for n in names] != list(range(len(names))):
+            raise ValueError(f"label map indices must be 0..{len(names) - 1}, each used once")
+    else:
+        names = list(label_map)
+    if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise ValueError("a label map needs distinct class-name strings")
+    return names
+
+
+def load_checkpoint(path: PathLike) -> Checkpoint:
+    """Read a checkpoint: a fine-tuning file ``{"model": state_dict, "label_map"?, "config"?}``, a plain
+    state dict, or a published file (``.pyth``/``.pth``/``.safetensors``, see `cozoo.weights.load`).
+
+    Files are read with ``torch.load(weights_only=True)``: no code from a checkpoint is ever run.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {str(file)!r}")
+    if file.suffix != ".safetensors":
+        try:
+            obj = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception:  # unreadable: read_checkpoint below explains why
+            obj = None
+        if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+            state_dict = dict(obj["model"])
+            if not state_dict or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
+            ):
+                raise WeightsFormatError(f"{file}: 'model' does not hold a state dict (names to tensors)")
+            label_map = obj.get("label_map")
+            config = obj.get("config")
+            return Checkpoint(
+                str(file),
+                state_dict,
+                class_names=None if label_map is None else names_from_label_map(label_map),
+                config=dict(config) if isinstance(config, Mapping) else None,
+            )
+    state_dict, fmt = read_checkpoint(file)
+    return Checkpoint(str(file), state_dict, fmt)
+
+
+def _classifier_key(model: nn.Module) -> str:
+    """State-dict key of the weight of the model's last ``nn.Linear``."""
+    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier")
+    return f"{names[-1]}.weight"
+
+
+@dataclass
+class LoadedModel:
+    """A regular (clip) model with its weights, the label names of its outputs and the continual pool
+    window; `continual` converts it into its streaming counterpart with the same weights."""
+
+    name: str
+    model: nn.Module
+    config: ModelConfig
+    class_names: list[str]
+    pool_window: int
+    checkpoint: str | None = None
+    pretrained: bool = False
+    _continual: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def continual(self) -> nn.Module:
+        """The continual model (built once): ``to_continual`` of the regular model, same weights."""
+        if self._continual is None:
+            self._continual = to_continual(self.model, pool_window=self.pool_window).eval()
+        return self._continual
+
+
+def load_model(
+    name: str,
+    checkpoint: PathLike | None = None,
+    pretrained: bool = False,
+    class_names: Sequence[str] | None = None,
+    pool_window: int | None = None,
+    **builder_kwargs: Any,
+) -> LoadedModel:
+    """Build ``name`` with weights from ``checkpoint`` (a file) or the published ones (``pretrained``).
+
+    A continual name (e.g. ``cox3d_s_64``) loads its regular source model (same state-dict keys) and uses
+    its window as the default ``pool_window``. The number of classes follows the checkpoint's classifier;
+    names come from ``class_names``, else the checkpoint's label map, else the config's label set
+    (``kinetics400`` / ``sports1m``), else ``class_0 ...``.
+    """
+    if checkpoint is not None and pretrained:
+        raise ValueError("pass either a checkpoint file or pretrained=True, not both")
+    config = get_config(name)
+    regular_name = config.source or name
+    regular_config = get_config(regular_name)
+    model = create_model(regular_name, pretrained=pretrained, **builder_kwargs)
+    ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
+    names = list(class_names) if class_names is not None else (ckpt.class_names if ckpt else None)
+    if ckpt is not None:
+        key = _classifier_key(model)
+        weight = ckpt.state_dict.get(key)
+        num_classes = int(weight.shape[0]) if weight is not None else regular_config.num_classes
+        if names is not None and len(names) != num_classes:
+            raise ValueError(
+                f"{len(names)} class names but the checkpoint's classifier {key!r} has {num_classes} outputs"
+            )
+        if num_classes != regular_config.num_classes:
+            reset_classifier(model, num_classes)
+        fmt = ckpt.format
+        entry = manifest_entry(regular_name)
+        if fmt is None and entry is not None and set(ckpt.state_dict) != set(model.state_dict()):
+            fmt = entry["format"]
+        fit_state_dict(model, regular_config, ckpt.state_dict, fmt)
+    num_classes = _output_size(model)
+    if names is None:
+        names = _default_names(regular_config, num_classes)
+    elif len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for a model with {num_classes} outputs")
+    return LoadedModel(
+        name=name,
+        model=model.eval(),
+        config=regular_config,
+        class_names=list(names),
+        pool_window=int(pool_window or config.frames),
+        checkpoint=None if ckpt is None else ckpt.path,
+        pretrained=bool(pretrained),
+    )
+
+
+def _output_size(model: nn.Module) -> int:
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    return int(last.out_features)
+
+
+def _default_names(config: ModelConfig, num_classes: int) -> list[str]:
+    if num_classes == config.num_classes:
+        try:
+            return label_set_names(config.dataset)
+        except ValueError:
+            pass
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+# -- metric arithmetic --------------------------------------------------------------------------------
+
+
+def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks: Sequence[int] = TOP_K) -> dict[str, float]:
+    """``{"top1": ..., "top5": ...}``: fraction of rows whose target is among the ``k`` highest scores
+    (``k`` capped at the number of classes). Ties rank the lower class index first."""
+    if scores.ndim != 2 or targets.shape != scores.shape[:1]:
+        raise ValueError(f"expected scores (N, C) and targets (N,), got {tuple(scores.shape)} and "
+                         f"{tuple(targets.shape)}")
+    if scores.shape[0] == 0:
+        raise ValueError("no predictions to score")
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    out = {}
+    for k in ks:
+        hits = (order[:, : min(k, scores.shape[1])] == targets[:, None]).any(dim=1)
+        out[f"top{k}"] = hits.double().mean().item()
+    return out
+
+
+def confusion_matrix(predictions: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(C, C)`` counts: entry ``[t, p]`` is how many samples of true class ``t`` were predicted ``p``."""
+    for what, values in (("predictions", predictions), ("targets", targets)):
+        if values.numel() and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{what} must be class indices in 0..{num_classes - 1}")
+    flat = targets.long() * num_classes + predictions.long()
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def score(probs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+    """Top-k accuracies and the confusion matrix (as nested lists) of per-video class scores."""
+    predictions = torch.sort(probs, dim=1, descending=True, stable=True).indices[:, 0]
+    matrix = confusion_matrix(predictions, targets, probs.shape[1])
+    return {**topk_accuracy(probs, targets), "num_videos": int(targets.numel()),
+            "confusion_matrix": matrix.tolist()}
+
+
+def plot_confusion_matrix(
+    matrix: torch.Tensor | Sequence[Sequence[int]], class_names: Sequence[str], path: PathLike,
+    title: str | None = None,
+) -> Path:
+    """Write a PNG of a confusion matrix (rows: true class, columns: predicted), shaded by row fraction;
+    class names and counts are drawn when there are few classes."""
+    counts = torch.as_tensor(matrix, dtype=torch.float64)
+    num = counts.shape[0]
+    if counts.shape != (num, num) or num != len(class_names):
+        raise ValueError(f"confusion matrix {tuple(counts.shape)} does not match {len(class_names)} classes")
+    fractions = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    side = min(4.0 + 0.45 * num, 16.0)
+    fig = new_figure(figsize=(side + 1.5, side))
+    ax = fig.subplots()
+    image = ax.imshow(fractions.numpy(), cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if num <= 40:
+        ax.set_xticks(range(num), class_names, rotation=60, ha="right", fontsize="small")
+        ax.set_yticks(range(num), class_names, fontsize="small")
+    if num <= 20:
+        for t in range(num):
+            for p in range(num):
+                if counts[t, p]:
+                    ax.text(p, t, f"{int(counts[t, p])}", ha="center", va="center", fontsize="small",
+                            color="white" if fractions[t, p] > 0.5 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "confusion matrix")
+    return save_figure(fig, path)
+
+
+# -- predictions --------------------------------------------------------------------------------------
+
+
+def _class_scores(model: nn.Module, clips: torch.Tensor) -> torch.Tensor:
+    logits = model(clips)
+    if logits.ndim != 2:
+        raise ValueError(
+            f"the model returned shape {tuple(logits.shape)}; evaluation needs (N, classes) logits"
+        )
+    return logits.float().softmax(dim=1)
+
+
+@torch.inference_mode()
+def predict_videos(
+    model: nn.Module,
+    batches: Iterable[Sequence[torch.Tensor]],
+    num_videos: int,
+    num_classes: int,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax averaged over each video's views: ``batches`` yield ``(clips, labels, video_indices)``.
+
+    Returns ``(probs (V, C), targets (V,))``. Every video must get at least one view.
+    """
+    sums = torch.zeros(num_videos, num_classes, dtype=torch.float64)
+    counts = torch.zeros(num_videos, dtype=torch.float64)
+    targets = torch.full((num_videos,), -1, dtype=torch.long)
+    for clips, labels, videos in batches:
+        probs = _class_scores(model, clips.to(device)).cpu().double()
+        if probs.shape[1] != num_classes:
+            raise ValueError(f"the model has {probs.shape[1]} outputs, expected {num_classes} classes")
+        videos = torch.as_tensor(videos, dtype=torch.long)
+        sums.index_add_(0, videos, probs)
+        counts.index_add_(0, videos, torch.ones(len(videos), dtype=torch.float64))
+        targets[videos] = torch.as_tensor(labels, dtype=torch.long)
+    if (counts == 0).any():
+        missing = (counts == 0).nonzero().flatten().tolist()
+        raise RuntimeError(f"no view was evaluated for video(s) {missing[:10]}")
+    return (sums / counts[:, None]).float(), targets
+
+
+@torch.inference_mode()
+def predict_streams(
+    continual: nn.Module,
+    videos: Sequence[tuple[PathLike, int]],
+    transform: FrameTransform,
+    sampling_rate: int,
+    num_classes: int,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Step ``continual`` through each ``(path, label)`` video; per video, the softmax of the last
+    prediction and the mean softmax over all predictions. Returns ``last``, ``mean`` (V, C), ``targets``
+    (V,) and ``padded_videos`` (videos shorter than the warm-up)."""
+    streamer = VideoStreamer(continual, transform, sampling_rate, device)
+    last = torch.zeros(len(videos), num_classes)
+    mean = torch.zeros(len(videos), num_classes)
+    padded = 0
+    for row, (path, _) in enumerate(videos):
+        probs = [p.probs for p in stream_video(streamer, path)]
+        if not probs:
+            probs.append(streamer.pad_until_output().probs)  # type: ignore[union-attr]
+            padded += 1
+        stacked = torch.stack(probs)
+        if stacked.shape[1] != num_classes:
+            raise ValueError(f"the model has {stacked.shape[1]} outputs, expected {num_classes} classes")
+        last[row], mean[row] = stacked[-1], stacked.mean(dim=0)
+    targets = torch.tensor([label for _, label in videos], dtype=torch.long)
+    return {"last": last, "mean": mean, "targets": targets, "padded_videos": padded}
+
+
+# -- the whole evaluation -----------------------------------------------------------------------------
+
+
+def evaluate(
+    loaded: LoadedModel,
+    annotations: PathLike,
+    video_root: PathLike,
+    *,
+    split: str | None = None,
+    modes: Sequence[str] = MODES,
+    num_clips: int = 10,
+    num_crops: int = 3,
+    crop: int | None = None,
+    sampling_rate: int | None = None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    out_dir: PathLike | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``loaded`` on the videos of ``annotations`` under ``modes``; returns the metrics dict.
+
+    ``crop`` overrides the test crop (and short side); ``sampling_rate`` the streaming frame step (default:
+    the model's clip sampling rate). With ``out_dir``, writes ``metrics.json`` and one
+    ``confusion_<result>.png`` per result there.
+    """
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise ValueError(f"unknown evaluation mode(s) {unknown}; choose from {', '.join(MODES)}")
+    records = read_annotations(annotations, split)
+    if not records:
+        raise ValueError(f"no videos in {str(annotations)!r}" + (f" for split {split!r}" if split else ""))
+    label_map = {name: index for index, name in enumerate(loaded.class_names)}
+    outside = sorted({r.label for r in records} - set(label_map))
+    if outside:
+        raise ValueError(
+            f"{len(outside)} label(s) of {str(annotations)!r} are not classes of the model "
+            f"(e.g. {outside[:5]}); pass a checkpoint with a label map or matching class names"
+        )
+    config, model = loaded.config, loaded.model.to(device)
+    common = dict(config=config, crop=crop, label_map=label_map, return_video_index=True)
+    dataset = build_dataset(records, video_root, training=False, probe=True, **common)  # drops bad videos
+    kept = [record for record, _ in dataset.videos]
+    results: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+
+    def run_views(ds: KineticsDataset) -> tuple[torch.Tensor, torch.Tensor]:
+        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        return predict_videos(model, loader, len(ds.videos), loaded.num_classes, device)
+
+    if "clip" in modes:
+        start = time.perf_counter()
+        probs, targets = run_views(dataset)
+        results["clip"] = {**score(probs, targets), "clips": 1, "crops": 1}
+        seconds["clip"] = time.perf_counter() - start
+    if "multiview" in modes:
+        start = time.perf_counter()
+        views = build_dataset(kept, video_root, training=False, probe=False, num_clips=num_clips,
+                              num_crops=num_crops, **common)
+        probs, targets = run_views(views)
+        results["multiview"] = {**score(probs, targets), "clips": num_clips, "crops": num_crops}
+        seconds["multiview"] = time.perf_counter() - start
+    if "stream" in modes:
+        start = time.perf_counter()
+        rate = int(sampling_rate or config.sampling_rate)
+        continual = loaded.continual().to(device)
+        videos = [(path, label_map[record.label]) for record, path in dataset.videos]
+        out = predict_streams(continual, videos, frame_transform(config, crop), rate, loaded.num_classes,
+                              device)
+        facts = {"sampling_rate": rate, "pool_window": loaded.pool_window,
+                 "first_output_step": int(continual.first_output), "padded_videos": out["padded_videos"]}
+        results["stream_last"] = {**score(out["last"], out["targets"]), **facts}
+        results["stream_mean"] = {**score(out["mean"], out["targets"]), **facts}
+        seconds["stream"] = time.perf_counter() - start
+    metrics = {
+        "model": loaded.name,
+        "regular_model": config.name,
+        "checkpoint": loaded.checkpoint,
+        "pretrained": loaded.pretrained,
+        "annotations": str(annotations),
+        "split": split,
+        "num_videos": len(kept),
+        "skipped_videos": len(records) - len(kept),
+        "crop": int(crop or config.test_crop),
+        "classes": loaded.class_names,
+        "results": results,
+        "seconds": seconds,
+    }
+    if out_dir is not None:
+        write_report(metrics, out_dir)
+    return metrics
+
+
+def write_report(metrics: Mapping[str, Any], out_dir: PathLike) -> list[Path]:
+    """Write ``metrics.json`` and ``confusion_<result>.png`` for every result; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "metrics.json"
+    json_path.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    written = [json_path]
+    for result, values in metrics["results"].items():
+        title = f"{metrics['model']}: {result} (top-1 {100 * values['top1']:.1f}%)"
+        png = out / f"confusion_{result}.png"
+        written.append(plot_confusion_matrix(values["confusion_matrix"], metrics["classes"], png, title))
+    return written
+
+
+def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """A small table of the results, accuracies in percent."""
+    lines = [f"{metrics['model']}: {metrics['num_videos']} videos, {len(metrics['classes'])} classes"
+             + (f" ({metrics['skipped_videos']} undecodable skipped)" if metrics["skipped_videos"] else "")]
+    lines.append(f"{'result':12s} {'top-1 %':>8s} {'top-5 %':>8s}  protocol")
+    for result, values in metrics["results"].items():
+        if "clips" in values:
+            protocol = f"{values['clips']} clip(s) x {values['crops']} crop(s)"
+        else:
+            protocol = (f"continual, every {values['sampling_rate']} frame(s), pool window "
+                        f"{values['pool_window']}, {values['padded_videos']} padded")
+        lines.append(f"{result:12s} {100 * values['top1']:8.2f} {100 * values['top5']:8.2f}  {protocol}")
+    return lines

@@ -1,0 +1,210 @@
+"""Streaming inference on a video file: decode frames one by one, preprocess each like the clip
+transform does, step a continual model and get a prediction per frame; plot probabilities over time.
+
+Each frame goes through the model's test transform on its own (`FrameTransform`: short side resized to
+the test crop, centre crop, /255, normalised with the config's mean and std), which gives exactly that
+frame of the transformed clip. With ``sampling_rate`` r the model sees video frames 0, r, 2r, ..., the
+spacing of the frames in its training clips.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from cozoo.continual.stream import Stream
+from cozoo.data.transforms import VideoTransform, eval_transform
+from cozoo.data.video import PathLike, VideoDecodeError, iter_frames
+from cozoo.registry import ModelConfig
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class FrameTransform:
+    """One decoded frame ``(H, W, 3)`` uint8 -> model input ``(1, 3, crop, crop)`` float.
+
+    Applies the test clip transform to a one-frame clip, so frame ``t`` of ``clip_transform(video)`` equals
+    ``FrameTransform(clip_transform)(video[t])``.
+    """
+
+    clip_transform: VideoTransform
+
+    def __post_init__(self) -> None:
+        if self.clip_transform.training or self.clip_transform.num_crops != 1:
+            raise ValueError("streaming needs a test transform with a single centre crop")
+
+    @property
+    def crop(self) -> int:
+        return self.clip_transform.crop
+
+    def __call__(self, frame: torch.Tensor) -> torch.Tensor:
+        if frame.dtype != torch.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
+            raise ValueError(
+                f"expected a uint8 frame of shape (H, W, 3), got {frame.dtype} {tuple(frame.shape)}"
+            )
+        return self.clip_transform(frame.unsqueeze(0))[:, 0].unsqueeze(0)
+
+
+def frame_transform(config: ModelConfig, crop: int | None = None) -> FrameTransform:
+    """The per-frame test transform of ``config`` (``crop`` overrides its test crop and short side)."""
+    return FrameTransform(eval_transform(config, crop=crop))
+
+
+@dataclass(frozen=True)
+class FramePrediction:
+    """The model's output after video frame ``frame_index`` (the ``step``-th frame it was fed).
+
+    ``centre_frame``: the video frame the source network's clip would be centred on (``frame_index``
+    minus the model's delay, in video frames).
+    """
+
+    frame_index: int
+    centre_frame: int
+    step: int
+    logits: torch.Tensor
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.float().softmax(dim=-1)
+
+
+class VideoStreamer:
+    """Steps a continual model through frames; counts what it decoded and fed.
+
+    ``frames_read``: frames taken from the input; ``steps``: frames fed to the model (every
+    ``sampling_rate``-th); ``padded``: extra repeats of the last frame fed by `pad_until_output`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        transform: FrameTransform,
+        sampling_rate: int = 1,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if sampling_rate < 1:
+            raise ValueError(f"sampling_rate must be >= 1, got {sampling_rate}")
+        self.model = model
+        self.transform = transform
+        self.sampling_rate = sampling_rate
+        self.device = torch.device(device)
+        self.stream = Stream(model)
+        self.frames_read = 0
+        self.steps = 0
+        self.padded = 0
+        self._last_input: torch.Tensor | None = None
+
+    @property
+    def delay(self) -> int:
+        """Model steps between a frame and the prediction centred on it."""
+        return int(self.model.delay)  # type: ignore[arg-type]
+
+    @property
+    def first_output(self) -> int:
+        """Model steps before the first prediction (warm-up)."""
+        return int(self.model.first_output)  # type: ignore[arg-type]
+
+    def reset(self) -> None:
+        self.stream.reset()
+        self.frames_read = self.steps = self.padded = 0
+        self._last_input = None
+
+    def _push(self, x: torch.Tensor, frame_index: int) -> FramePrediction | None:
+        out = self.stream.push(x)
+        self.steps += 1
+        if out is None:
+            return None
+        centre = frame_index - self.delay * self.sampling_rate
+        return FramePrediction(frame_index, centre, out.frame_index, out.logits[0].cpu())
+
+    def feed(self, frames: Iterable[torch.Tensor]) -> Iterator[FramePrediction]:
+        """Push decoded ``(H, W, 3)`` uint8 frames; yield a prediction whenever the model emits one."""
+        for frame in frames:
+            index = self.frames_read
+            self.frames_read += 1
+            if index % self.sampling_rate:
+                continue
+            self._last_input = self.transform(frame).to(self.device)
+            prediction = self._push(self._last_input, index)
+            if prediction is not None:
+                yield prediction
+
+    def pad_until_output(self) -> FramePrediction | None:
+        """Repeat the last fed frame until the model's first prediction (for videos shorter than the
+        warm-up; the clip samplers' rule for short videos). None if a prediction was already made."""
+        if self._last_input is None:
+            raise ValueError("no frame was fed")
+        while not self.stream.warm:
+            self.padded += 1
+            prediction = self._push(self._last_input, self.frames_read - 1)
+            if prediction is not None:
+                return prediction
+        return None
+
+
+def stream_video(streamer: VideoStreamer, path: PathLike) -> Iterator[FramePrediction]:
+    """Decode ``path`` frame by frame through ``streamer`` (reset first), yielding predictions as they come.
+
+    A missing file raises ``FileNotFoundError``; an unreadable one, or one without frames,
+    ``VideoDecodeError``.
+    """
+    streamer.reset()
+    yield from streamer.feed(iter_frames(path))
+    if streamer.frames_read == 0:
+        raise VideoDecodeError(path, "no frame could be decoded")
+
+
+def plot_probabilities(
+    predictions: Sequence[FramePrediction],
+    class_names: Sequence[str],
+    path: PathLike,
+    top: int = 5,
+    title: str | None = None,
+) -> Path:
+    """Write a PNG of the probabilities over time (x: video frame) of the ``top`` classes with the highest
+    peak probability (y axis up to just above that peak, at most 1)."""
+    if not predictions:
+        raise ValueError("no predictions to plot")
+    probs = torch.stack([p.probs for p in predictions])  # (steps, classes)
+    if probs.shape[1] != len(class_names):
+        raise ValueError(f"{probs.shape[1]} class scores but {len(class_names)} class names")
+    frames = [p.frame_index for p in predictions]
+    chosen = probs.max(dim=0).values.argsort(descending=True)[: max(1, top)].tolist()
+    fig = new_figure(figsize=(9, 4.5))
+    ax = fig.subplots()
+    for index in chosen:
+        ax.plot(frames, probs[:, index].numpy(), label=class_names[index], linewidth=1.6)
+    ax.set_xlabel("video frame")
+    ax.set_ylabel("probability")
+    ax.set_ylim(0.0, min(1.0, 1.1 * probs[:, chosen].max().item()))
+    ax.set_xlim(min(frames), max(max(frames), min(frames) + 1))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small", framealpha=0.8)
+    if title:
+        ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A matplotlib figure drawn by the Agg renderer, outside pyplot (no global backend or figure state)."""
+    try:
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError:
+        raise RuntimeError("writing PNG plots needs matplotlib: pip install matplotlib") from None
+    return Figure(figsize=figsize, dpi=100, layout="tight")
+
+
+def save_figure(fig: Figure, path: PathLike) -> Path:
+    """Save ``fig`` as a PNG at ``path`` (parent folders created)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(os.fspath(out), format="png")
+    return out
