@@ -7,7 +7,12 @@ import importlib
 import sys
 
 # Modules that define ``add_commands(subparsers)``; each registers one or more sub-commands.
-_COMMAND_MODULES = ("cozoo.commands.models", "cozoo.weights.commands")
+_COMMAND_MODULES = (
+    "cozoo.commands.models",
+    "cozoo.weights.commands",
+    "cozoo.commands.evaluate",
+    "cozoo.commands.stream",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
