@@ -207,6 +207,43 @@ class ContinualModule:
             )
 
 
+class WindowedLayer(ContinualModule):
+    """A leaf whose output frame is computed from a window of ``receptive_field`` input frames, taken
+    every ``stride_t`` frames from a source padded by ``padding_t`` (convolutions, pools).
+
+    ``input_skip`` (bound by the schedule pass) is how many leading source elements the input lost;
+    it fixes where the first padding-free window starts, so the source's sampling phase is kept.
+    """
+
+    stride_t: int
+    padding_t: int
+    input_skip: int = 0
+
+    @property
+    def stride(self) -> int:
+        return self.stride_t
+
+    @property
+    def temporal_padding(self) -> int:
+        return self.padding_t
+
+    @property
+    def phase_offset(self) -> int:
+        """Input frame at which the first padding-free source window starts."""
+        return first_window(self.input_skip, self.padding_t, self.stride_t)[0]
+
+    @property
+    def first_output(self) -> int:
+        return self.phase_offset + self.receptive_field - 1
+
+    def _local_first(self, skip: int) -> tuple[int, int]:
+        offset, dropped = first_window(skip, self.padding_t, self.stride_t)
+        return offset + self.receptive_field - 1, dropped
+
+    def _bind(self, inp: Schedule) -> None:
+        self.input_skip = inp.skip
+
+
 def _describe(value: object) -> str:
     return f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
 

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cozoo.continual.base import ContinualModule, Schedule, emits, first_window, pad_to_length, shift_in
+from cozoo.continual.base import WindowedLayer, emits, pad_to_length, shift_in
 
 CacheForm = Literal["auto", "pre", "post"]
 
 
-class CoConv3d(ContinualModule, nn.Module):
+class CoConv3d(WindowedLayer, nn.Module):
     """Continual counterpart of ``nn.Conv3d``; parameters ``weight``/``bias`` keep the source's names."""
 
     def __init__(self, conv: nn.Conv3d, cache: CacheForm = "auto") -> None:
@@ -45,7 +45,6 @@ class CoConv3d(ContinualModule, nn.Module):
         self.spatial_padding = tuple(int(p) for p in conv.padding[1:])
         self.spatial_dilation = tuple(conv.dilation[1:])
         self.cache = self._choose_cache(cache)
-        self.input_skip = 0
         self._reset_state()
 
     def _choose_cache(self, cache: CacheForm) -> str:
@@ -70,30 +69,6 @@ class CoConv3d(ContinualModule, nn.Module):
     @property
     def receptive_field(self) -> int:
         return (self.kernel_t - 1) * self.dilation_t + 1
-
-    @property
-    def stride(self) -> int:
-        return self.stride_t
-
-    @property
-    def temporal_padding(self) -> int:
-        return self.padding_t
-
-    @property
-    def phase_offset(self) -> int:
-        """First input frame at which a padding-free source window starts."""
-        return first_window(self.input_skip, self.padding_t, self.stride_t)[0]
-
-    def _local_first(self, skip: int) -> tuple[int, int]:
-        offset, dropped = first_window(skip, self.padding_t, self.stride_t)
-        return offset + self.receptive_field - 1, dropped
-
-    def _bind(self, inp: Schedule) -> None:
-        self.input_skip = inp.skip
-
-    @property
-    def first_output(self) -> int:
-        return self.phase_offset + self.receptive_field - 1
 
     @property
     def expected_channels(self) -> int:

@@ -6,14 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cozoo.continual.base import ContinualModule, Schedule, emits, first_window, pad_to_length, shift_in
+from cozoo.continual.base import ContinualModule, Schedule, WindowedLayer, emits, pad_to_length, shift_in
 
 
 def _triple(value: int | tuple[int, ...]) -> tuple[int, int, int]:
     return (value, value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
 
 
-class _CoPool3d(ContinualModule, nn.Module):
+class _CoPool3d(WindowedLayer, nn.Module):
     """Shared schedule and cache of the temporal pools: caches the last ``kernel_t`` frames."""
 
     def __init__(self, pool: nn.MaxPool3d | nn.AvgPool3d) -> None:
@@ -26,35 +26,11 @@ class _CoPool3d(ContinualModule, nn.Module):
         self.source = pool
         self.kernel_t, self.stride_t, self.padding_t = kernel[0], stride[0], padding[0]
         self.spatial_kernel, self.spatial_stride, self.spatial_padding = kernel[1:], stride[1:], padding[1:]
-        self.input_skip = 0
         self._reset_state()
 
     @property
     def receptive_field(self) -> int:
         return self.kernel_t
-
-    @property
-    def stride(self) -> int:
-        return self.stride_t
-
-    @property
-    def temporal_padding(self) -> int:
-        return self.padding_t
-
-    @property
-    def phase_offset(self) -> int:
-        return first_window(self.input_skip, self.padding_t, self.stride_t)[0]
-
-    def _local_first(self, skip: int) -> tuple[int, int]:
-        offset, dropped = first_window(skip, self.padding_t, self.stride_t)
-        return offset + self.kernel_t - 1, dropped
-
-    def _bind(self, inp: Schedule) -> None:
-        self.input_skip = inp.skip
-
-    @property
-    def first_output(self) -> int:
-        return self.phase_offset + self.kernel_t - 1
 
     def _pool(self, x: torch.Tensor, stride_t: int, padding_t: int) -> torch.Tensor:
         raise NotImplementedError
