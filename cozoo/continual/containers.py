@@ -83,8 +83,8 @@ class CoSequential(ScheduledContainer, nn.Sequential):
 
     def _step(self, frame):  # type: ignore[override]
         out = frame
-        for layer in continual_children(self):
-            out = layer._step(out)
+        for layer in self._modules.values():  # children were checked when the schedule was bound
+            out = layer._step(out)  # type: ignore[union-attr]
             if out is None:
                 return None
         return out
