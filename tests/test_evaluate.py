@@ -210,6 +210,20 @@ def test_load_model_from_a_fine_tuning_checkpoint(tmp_path: Path) -> None:
     assert load_model("late_fusion").class_names[:2] == ["abseiling", "air drumming"]  # Kinetics-400 default
 
 
+def test_load_model_from_a_published_format_file(tmp_path: Path) -> None:
+    """A PyTorchVideo ``{"model_state": ...}`` file is converted on load (X3D-XS, via its continual name)."""
+    from pytorchvideo.models import hub
+
+    torch.manual_seed(0)
+    reference = hub.x3d_xs(pretrained=False).eval()
+    torch.save({"model_state": reference.state_dict(), "epoch": 1}, tmp_path / "x3d_xs_copy.pyth")
+    loaded = load_model("cox3d_xs", checkpoint=tmp_path / "x3d_xs_copy.pyth")
+    assert loaded.config.name == "x3d_xs" and loaded.class_names[-1] == "zumba"
+    clip = torch.randn(1, 3, 4, 160, 160)  # the reference's fixed-size pool is global at 160 px
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(clip).softmax(1), reference(clip), rtol=1e-4, atol=1e-6)
+
+
 def test_names_from_label_map() -> None:
     assert names_from_label_map({"b": 1, "a": 0}) == ["a", "b"]
     assert names_from_label_map(["x", "y"]) == ["x", "y"]
