@@ -10,6 +10,7 @@ import sys
 _COMMAND_MODULES = (
     "cozoo.commands.models",
     "cozoo.weights.commands",
+    "cozoo.commands.flops",
     "cozoo.commands.evaluate",
     "cozoo.commands.stream",
 )

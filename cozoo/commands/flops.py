@@ -1,0 +1,213 @@
+"""``cozoo flops NAME [--per-frame]`` and ``cozoo flops --all``: compute cost against the published figures.
+
+Two counting protocols, each compared only with figures produced the same way:
+
+* ``pytorchvideo`` (default): 1 clip at the model's test crop, batch norm counted as fvcore does in train
+  mode; compared with the checkpoint's GFLOPs in ``weights_manifest.json`` (PyTorchVideo model zoo,
+  torchvision metadata for R(2+1)D-18).
+* ``co3d``: batch norm in eval mode, at the crop that reproduces the Co3D paper's table (the paper does
+  not state it per model; inferred below); compared with its 1-clip and per-frame-step GFLOPs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from torch import nn
+
+from cozoo.flops import BatchNormCount, FlopCount, convention, count_flops
+from cozoo.registry import create_model, get_config, list_models
+
+
+class Co3DFigures(NamedTuple):
+    crop: int  # crop that reproduces ``clip`` (inferred: within 2% of our eval-mode count)
+    clip: float  # GFLOPs of one clip
+    frame: float | None  # GFLOPs per frame step of the continual counterpart
+
+
+# Hedegaard & Iosifidis, "Continual 3D Convolutional Neural Networks for Real-time Processing of Videos",
+# ECCV 2022, main benchmark table (shared/co3d_results_table.md). The per-frame figure of CoI3D is its
+# dearest step (layers behind the temporal stride 2 are not amortised).
+CO3D: dict[str, Co3DFigures] = {
+    "x3d_xs": Co3DFigures(160, 0.64, None),
+    "x3d_s": Co3DFigures(160, 2.06, 0.17),
+    "x3d_m": Co3DFigures(224, 4.97, 0.33),
+    "x3d_l": Co3DFigures(312, 19.17, 1.25),
+    "i3d_r50": Co3DFigures(224, 28.61, 5.68),
+    "slow_r50": Co3DFigures(256, 54.87, 6.90),
+    "slowfast_r50": Co3DFigures(256, 66.25, None),
+    "slowfast_r50_4x16": Co3DFigures(256, 36.46, None),
+    "r2plus1d_18": Co3DFigures(112, 40.71, None),
+    "r2plus1d_18_8f": Co3DFigures(112, 20.35, None),
+}
+PROTOCOLS: dict[str, BatchNormCount] = {"pytorchvideo": "train", "co3d": "eval"}
+
+
+@dataclass(frozen=True)
+class FlopsReport:
+    """Counts for one registered model (regular name) and its continual counterpart."""
+
+    name: str  # the regular model
+    continual_name: str | None  # registered continual variant, or None (converted on the fly)
+    protocol: str
+    crop: int
+    frames: int
+    clip: FlopCount
+    step: FlopCount | None
+    published_clip: float | None  # None where unpublished or the setting differs from the protocol's
+    published_frame: float | None
+    published_source: str
+
+    @property
+    def ratio(self) -> float | None:
+        return self.clip.macs / self.step.macs if self.step is not None and self.step.macs else None
+
+
+def _diff(value: float, published: float | None) -> str:
+    return f"{100 * (value / published - 1):+.1f}%" if published else "-"
+
+
+def _continual_variant(name: str, frames: int) -> str | None:
+    """The registered continual model of ``name``, preferring the one pooling over ``frames``."""
+    variants = [n for n in list_models() if get_config(n).source == name]
+    same = [n for n in variants if get_config(n).frames == frames]
+    return (same or variants or [None])[0]
+
+
+def _published(name: str, protocol: str) -> tuple[float | None, float | None, str]:
+    if protocol == "co3d":
+        figures = CO3D.get(name)
+        return (figures.clip, figures.frame, "Co3D (ECCV 2022) table") if figures else (None, None, "-")
+    from cozoo.weights.manifest import manifest_entry
+
+    entry = manifest_entry(name)
+    if entry is None or entry["name"] != name or entry.get("gflops") is None:
+        return None, None, "-"
+    return float(entry["gflops"]), None, str(entry.get("gflops_protocol") or "weights manifest")
+
+
+def model_report(
+    name: str, protocol: str = "pytorchvideo", crop: int | None = None, frames: int | None = None,
+    per_frame: bool = True,
+) -> FlopsReport:
+    """Count ``name`` (regular or continual; a continual name reports its source's clip too) under
+    ``protocol``; ``crop``/``frames`` override the protocol's setting (then nothing is compared)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    for label, value in (("crop", crop), ("frames", frames)):
+        if value is not None and value < 1:
+            raise ValueError(f"{label} must be a positive number of pixels/frames, got {value}")
+    config = get_config(name)
+    regular = config.source or name
+    source = get_config(regular)
+    default_crop = CO3D[regular].crop if protocol == "co3d" and regular in CO3D else source.test_crop
+    crop = crop or default_crop
+    clip_frames = frames if frames and not config.continual else source.frames
+    window = frames or config.frames
+    batchnorm = PROTOCOLS[protocol]
+    model = create_model(regular)
+    clip = count_flops(model, (1, 3, clip_frames, crop, crop), batchnorm=batchnorm)
+    step, continual_name = None, None
+    if per_frame or config.continual:
+        continual_name = name if config.continual else _continual_variant(regular, window)
+        continual = _continual_model(model, continual_name, window)
+        step = count_flops(continual, (1, 3, crop, crop), batchnorm=batchnorm)
+    published = (None, None, "-")
+    if crop == default_crop and clip_frames == source.frames:
+        published = _published(regular, protocol)
+    return FlopsReport(regular, continual_name, protocol, crop, clip_frames, clip, step, *published)
+
+
+def _continual_model(regular: nn.Module, continual_name: str | None, window: int) -> nn.Module:
+    if continual_name is not None:
+        return create_model(continual_name, pool_window=window)
+    from cozoo.continual import to_continual
+
+    return to_continual(regular, pool_window=window)
+
+
+# -- output ----------------------------------------------------------------------------------------------
+def _mb(nbytes: int) -> float:
+    return nbytes / 2**20
+
+
+def _print_report(report: FlopsReport) -> None:
+    clip = report.clip
+    print(f"{report.name}: 1x3x{report.frames}x{report.crop}x{report.crop} clip, protocol {report.protocol}")
+    print(f"  clip       {clip.gmacs:9.3f} GFLOPs   published {_fmt(report.published_clip)}, "
+          f"diff {_diff(clip.gmacs, report.published_clip)}  [published: {report.published_source}]")
+    print(f"  params     {clip.params / 1e6:9.2f} M        ({_mb(clip.param_bytes):.1f} MB), "
+          f"clip activation peak {_mb(clip.activation_peak_bytes):.1f} MB")
+    step = report.step
+    if step is not None:
+        label = report.continual_name or f"to_continual({report.name})"
+        print(f"  per frame  {step.gmacs:9.3f} GFLOPs   published {_fmt(report.published_frame)}, "
+              f"diff {_diff(step.gmacs, report.published_frame)}  [{label}]")
+        print(f"             amortised over {step.period} step(s), dearest step "
+              f"{step.peak_step_macs / 1e9:.3f}; warm-up {step.warmup_steps} steps; "
+              f"state {_mb(step.state_bytes):.1f} MB, "
+              f"step activation peak {_mb(step.activation_peak_bytes):.1f} MB")
+        print(f"  clip / frame ratio {report.ratio:.1f}")
+    print(f"  {convention(PROTOCOLS[report.protocol])}")
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "-"
+
+
+_COLUMNS = (
+    ("model", 18), ("T x crop", 9), ("clip", 8), ("pub", 7), ("diff", 7), ("/frame", 7), ("pub", 6),
+    ("diff", 7), ("max step", 8), ("ratio", 6), ("params M", 8), ("state MB", 8),
+)
+
+
+def _row(cells: list[str]) -> str:
+    return " ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                    for i, (cell, (_, width)) in enumerate(zip(cells, _COLUMNS, strict=True)))
+
+
+def _print_table(protocol: str, crop: int | None, frames: int | None) -> None:
+    print(f"GFLOPs = GMACs per clip (regular) and per frame step (continual, amortised over its stride); "
+          f"protocol {protocol}. {convention(PROTOCOLS[protocol])}.")
+    print(_row([title for title, _ in _COLUMNS]), flush=True)
+    for name in list_models():
+        if get_config(name).continual:
+            continue
+        r = model_report(name, protocol, crop, frames)
+        step = r.step
+        print(_row([
+            name, f"{r.frames}x{r.crop}", f"{r.clip.gmacs:.3f}", _fmt(r.published_clip),
+            _diff(r.clip.gmacs, r.published_clip),
+            f"{step.gmacs:.3f}" if step else "-", _fmt(r.published_frame),
+            _diff(step.gmacs, r.published_frame) if step else "-",
+            f"{step.peak_step_macs / 1e9:.3f}" if step else "-", f"{r.ratio:.1f}" if r.ratio else "-",
+            f"{r.clip.params / 1e6:.2f}", f"{_mb(step.state_bytes):.1f}" if step else "-",
+        ]), flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.all == bool(args.name):
+        raise ValueError("give a model NAME or --all (not both)")
+    if args.all:
+        _print_table(args.protocol, args.crop, args.frames)
+    else:
+        _print_report(model_report(args.name, args.protocol, args.crop, args.frames, args.per_frame))
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "flops", help="MACs, parameters and memory of a model (clip and continual frame step)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", nargs="?", help="registered model (see `cozoo models`)")
+    parser.add_argument("--per-frame", action="store_true",
+                        help="also count a continual frame step (implied for a continual NAME)")
+    parser.add_argument("--all", action="store_true", help="every regular model vs the published figures")
+    parser.add_argument("--crop", type=int, help="square crop (default: the protocol's)")
+    parser.add_argument("--frames", type=int, help="clip length, and the continual pool window")
+    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="pytorchvideo",
+                        help="counting setting and which published figures to compare with")
+    parser.set_defaults(handler=_run)
