@@ -98,7 +98,7 @@ def model_report(
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     for label, value in (("crop", crop), ("frames", frames)):
         if value is not None and value < 1:
-            raise ValueError(f"{label} must be a positive number of pixels/frames, got {value}")
+            raise ValueError(f"--{label} must be positive, got {value}")
     config = get_config(name)
     regular = config.source or name
     source = get_config(regular)
