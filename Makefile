@@ -17,11 +17,11 @@ demo: $(STAMP)
 	$(PY) -m cozoo.demo
 
 test: $(STAMP)
-	$(PY) -m ruff check cozoo tests benchmarks
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check cozoo tests benchmarks
+	$(PY) -m ruff check .
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"

@@ -75,7 +75,8 @@ def _state_tensors(model: nn.Module) -> list[torch.Tensor]:
     for module in model.modules():
         for key in ("_state", "_fifos"):
             value = module.__dict__.get(key)
-            found += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, torch.Tensor)]
+            values = value if isinstance(value, list) else [value]
+            found += [v for v in values if isinstance(v, torch.Tensor)]
     return found
 
 
