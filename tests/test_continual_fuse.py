@@ -1,0 +1,41 @@
+"""Folding BatchNorm into the preceding conv: same outputs, fewer ops, inference only."""
+
+import pytest
+import torch
+from torch import nn
+
+import cozoo
+from cozoo.continual import fuse_conv_bn
+
+
+def _randomise_batchnorm(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+
+
+@pytest.mark.parametrize("name", ["cox3d_xs", "coi3d_r50"])
+def test_fused_model_computes_the_same_in_clip_and_step_mode(name):
+    torch.manual_seed(0)
+    model = cozoo.create_model(name, num_classes=4)
+    _randomise_batchnorm(model)
+    model.eval()
+    fused = fuse_conv_bn(model)
+    assert sum(isinstance(m, nn.BatchNorm3d) for m in fused.modules()) < sum(
+        isinstance(m, nn.BatchNorm3d) for m in model.modules()
+    )
+    x = torch.randn(1, 3, model.first_output + 2 * model.stride + 1, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+        torch.testing.assert_close(fused(x), reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())
+        torch.testing.assert_close(
+            fused.forward_steps(x), reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item()
+        )
+
+
+def test_fusing_a_training_model_is_refused():
+    with pytest.raises(ValueError, match="eval"):
+        fuse_conv_bn(cozoo.create_model("cox3d_xs"))
