@@ -1,0 +1,381 @@
+"""Benchmark continual (step-mode) models against their regular models and continual-inference 1.2.4.
+
+For each model, on one device, in one run:
+
+* (a) ``step``: our continual model's ``forward_step``, one frame at a time (eager PyTorch);
+* ``step_graph`` (CUDA only): the same steps replayed as CUDA graphs (`cozoo.continual.CudaGraphStepper`);
+* (b) ``clip``: the regular model re-run on the sliding clip of its last ``frames`` frames, per frame;
+* (c) ``peer``: the same network and weights built with continual-inference (see `benchmarks.peers`).
+
+Measured: per-frame latency at batch 1 (median of amortised stride periods, after warm-up), frames/s at
+each batch size, peak memory, FLOPs per clip and per frame. Writes ``<out>/<device>.json`` and a plot
+``<out>/<device>.png``. Usage (from the repository root)::
+
+    python benchmarks/run.py --device cuda --out benchmarks/results/
+    python benchmarks/run.py --device cpu --crop 112 --batches 1,4 --seconds 0.5   # reduced
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cozoo  # noqa: E402
+from benchmarks import peers  # noqa: E402
+from benchmarks.measure import (  # noqa: E402
+    CPU_MEMORY_METHOD,
+    CUDA_MEMORY_METHOD,
+    Budget,
+    Latency,
+    Throughput,
+    measure_latency,
+    measure_throughput,
+    track_peak_memory,
+)
+from cozoo.continual import CudaGraphStepper, to_continual  # noqa: E402
+from cozoo.flops import convention, count_flops  # noqa: E402
+from cozoo.registry import get_config  # noqa: E402
+
+DEFAULT_MODELS = ("x3d_xs", "x3d_s", "x3d_m", "x3d_l", "i3d_r50", "slow_r50", "slowfast_r50", "r2plus1d_18")
+MODES = ("step", "step_graph", "clip", "peer")
+DISTINCT_FRAMES = 2  # frames cycled through while stepping (inputs need not be realistic, only fresh)
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: str
+    models: tuple[str, ...]
+    crop: int | None  # None: each model's test crop
+    frames: int | None  # None: each model's clip length
+    batches: tuple[int, ...]
+    latency: Budget
+    throughput: Budget
+    check_crop: int  # 0 skips the equivalence check
+    peer: bool
+    note: str
+
+
+# -- one model -----------------------------------------------------------------------------------------------
+class Runner:
+    """Callables for each mode of one model at one batch size; prepares state (warm-up to steady state)."""
+
+    def __init__(self, regular: nn.Module, ours: nn.Module, peer: nn.Module | None, frames: int, crop: int,
+                 device: torch.device) -> None:
+        self.regular, self.ours, self.peer = regular, ours, peer
+        self.frames, self.crop, self.device = frames, crop, device
+        self.period = int(ours.stride)  # type: ignore[arg-type]
+        self.settle = int(ours.first_output) + self.period  # type: ignore[arg-type]
+
+    def _frames(self, batch: int) -> list[torch.Tensor]:
+        shape = (batch, 3, self.crop, self.crop)
+        return [torch.randn(shape, device=self.device) for _ in range(DISTINCT_FRAMES)]
+
+    def prepare(self, mode: str, batch: int) -> Callable[[int], object]:
+        """A callable ``call(i)`` doing the i-th unit of work of ``mode``, stepped models in steady state."""
+        if mode == "clip":
+            clip = torch.randn(batch, 3, self.frames, self.crop, self.crop, device=self.device)
+            return lambda i: self.regular(clip)
+        frames = self._frames(batch)
+        if mode == "step":
+            self.ours.reset()  # type: ignore[operator]
+            step = self.ours.forward_step  # type: ignore[assignment]
+        elif mode == "peer":
+            assert self.peer is not None
+            peers.reset_peer(self.peer)
+            step = self.peer.forward_step  # type: ignore[assignment]
+        elif mode == "step_graph":
+            stepper = CudaGraphStepper(self.ours, frames[0])
+            step = stepper.step
+        else:
+            raise ValueError(f"unknown mode {mode!r}")
+        for i in range(self.settle + (1 if mode == "step_graph" else 0)):
+            step(frames[i % DISTINCT_FRAMES])
+        return lambda i: step(frames[i % DISTINCT_FRAMES])
+
+    def release(self) -> None:
+        """Drop stream state (and CUDA graph pools) between measurements."""
+        self.ours.reset()  # type: ignore[operator]
+        if self.peer is not None:
+            peers.reset_peer(self.peer)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def benchmark_mode(runner: Runner, mode: str, settings: Settings) -> dict[str, Any]:
+    """Latency at batch 1, frames/s and peak memory at every batch size, for one mode."""
+    out: dict[str, Any] = {"frames_per_s": {}, "peak_memory_mib": {}}
+    for batch in settings.batches:
+        try:
+            latency, fps, peak = _measure_batch(runner, mode, batch, settings)
+        except torch.OutOfMemoryError as error:
+            out["frames_per_s"][str(batch)] = {"error": f"out of memory: {str(error).splitlines()[0]}"}
+            continue
+        finally:
+            runner.release()
+        if latency is not None:
+            out["latency"] = asdict(latency)
+            out["latency_ms"] = latency.median_ms
+        out["frames_per_s"][str(batch)] = asdict(fps)
+        out["peak_memory_mib"][str(batch)] = peak
+    return out
+
+
+def _measure_batch(runner: Runner, mode: str, batch: int, settings: Settings,
+                   ) -> tuple[Latency | None, Throughput, float | None]:
+    """(latency if batch 1, throughput, peak MiB); the prepared state is dropped on return."""
+    device = runner.device
+    period = 1 if mode == "clip" else runner.period
+    latency = None
+    with track_peak_memory(device) as peak:
+        call = runner.prepare(mode, batch)
+        if batch == 1:
+            latency = measure_latency(call, device, settings.latency, period)
+        fps = measure_throughput(call, device, settings.throughput, batch, period)
+    return latency, fps, peak.mib
+
+
+def flops(regular: nn.Module, ours: nn.Module, frames: int, crop: int) -> dict[str, Any]:
+    clip = count_flops(regular, (1, 3, frames, crop, crop))
+    step = count_flops(ours, (1, 3, crop, crop))
+    return {
+        "clip_gmacs": clip.gmacs,
+        "step_gmacs": step.gmacs,
+        "reduction": clip.macs / step.macs,
+        "params_m": clip.params / 1e6,
+        "step_state_mib": step.state_bytes / 2**20,
+        "convention": convention("eval"),
+    }
+
+
+def peer_entry(regular: nn.Module, ours: nn.Module, frames: int, settings: Settings, device: torch.device,
+               ) -> tuple[nn.Module | None, dict[str, Any]]:
+    """Build the continual-inference model and check it against ours; (None, reason) when unsupported."""
+    version = peers.available()
+    if not settings.peer or version is None:
+        return None, {"supported": False, "reason": "disabled" if not settings.peer else
+                      "continual-inference is not installed (pip install continual-inference==1.2.4)"}
+    reason = peers.unsupported_reason(regular)
+    if reason is not None:
+        return None, {"supported": False, "version": version, "reason": reason}
+    window = peers.global_pool_window(ours)
+    entry: dict[str, Any] = {"supported": True, "version": version, "padding_semantics": peers.PADDING_NOTE}
+    if settings.check_crop:
+        try:
+            entry["equivalence"] = equivalence(regular, frames, settings.check_crop, device)
+        except Exception as error:  # reported in the results, the timings still run
+            entry["equivalence"] = {"error": f"{type(error).__name__}: {error}"}
+    return peers.to_co_inference(regular, window), entry
+
+
+def equivalence(regular: nn.Module, frames: int, crop: int, device: torch.device) -> dict[str, Any]:
+    """Steady-state step outputs of ours vs the peer: float64 copies with the same weights, random frames."""
+    reg64 = copy.deepcopy(regular).double().to(device)
+    ours64 = to_continual(reg64, pool_window=frames).eval()
+    peer64 = peers.to_co_inference(reg64, peers.global_pool_window(ours64))
+    steps = int(ours64.first_output) + 2 * int(ours64.stride)
+    generator = torch.Generator().manual_seed(0)
+    clip = torch.randn(1, 3, steps, crop, crop, dtype=torch.float64, generator=generator).to(device)
+    result = peers.check_equivalence(ours64, peer64, clip)
+    return {**asdict(result), "relative": result.relative, "crop": crop, "dtype": "float64",
+            "device": device.type}
+
+
+def speedups(modes: dict[str, dict[str, Any]], reduction: float) -> dict[str, Any]:
+    """Latency ratios at batch 1, and the targets: step/clip speed-up vs half the FLOPs reduction."""
+    def latency(mode: str) -> float | None:
+        return modes.get(mode, {}).get("latency_ms")
+
+    out: dict[str, Any] = {}
+    for fast in ("step", "step_graph"):
+        for slow in ("clip", "peer"):
+            a, b = latency(fast), latency(slow)
+            if a and b:
+                out[f"{fast}_vs_{slow}"] = b / a
+    best = max((out.get(f"{m}_vs_clip", 0.0) for m in ("step", "step_graph")), default=0.0)
+    out["best_step_vs_clip_over_flops_reduction"] = best / reduction if best else None
+    peer_ratios = [out[f"{m}_vs_peer"] for m in ("step", "step_graph") if f"{m}_vs_peer" in out]
+    out["faster_than_peer"] = max(peer_ratios) > 1 if peer_ratios else None
+    return out
+
+
+def benchmark_model(name: str, settings: Settings, device: torch.device, log: Callable[[str], None],
+                    ) -> dict[str, Any]:
+    config = get_config(name)
+    crop = settings.crop or config.test_crop
+    frames = settings.frames or config.frames
+    torch.manual_seed(0)
+    regular = cozoo.create_model(name).eval()
+    ours = to_continual(regular, pool_window=frames).eval()
+    entry: dict[str, Any] = {
+        "continual_name": f"co{name}", "crop": crop, "frames": frames,
+        "schedule": {"first_output": int(ours.first_output), "stride": int(ours.stride)},
+        "flops": flops(regular, ours, frames, crop),
+    }
+    started = time.perf_counter()
+    peer, entry["peer"] = peer_entry(regular, ours, frames, settings, device)
+    log(f"  peer: {json.dumps(entry['peer'].get('equivalence', entry['peer'].get('reason')))}")
+    regular, ours = regular.to(device), ours.to(device)
+    peer = peer.to(device) if peer is not None else None
+    runner = Runner(regular, ours, peer, frames, crop, device)
+    entry["modes"] = {}
+    for mode in MODES:
+        if (mode == "step_graph" and device.type != "cuda") or (mode == "peer" and peer is None):
+            continue
+        t0 = time.perf_counter()
+        try:
+            result = benchmark_mode(runner, mode, settings)
+        except Exception as error:  # a failing mode is reported, not fatal to the run
+            result = {"error": f"{type(error).__name__}: {error}"}
+            runner.release()
+        entry["modes"][mode] = result
+        fps = {b: round(v.get("outputs_per_s", math.nan), 1)
+               for b, v in result.get("frames_per_s", {}).items()}
+        log(f"  {mode:10s} latency {result.get('latency_ms', math.nan):8.2f} ms  frames/s {fps}  "
+            f"({time.perf_counter() - t0:.1f} s)")
+    entry["speedup"] = speedups(entry["modes"], entry["flops"]["reduction"])
+    entry["seconds"] = time.perf_counter() - started
+    return entry
+
+
+# -- whole run -----------------------------------------------------------------------------------------------
+def environment(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {
+            "python": platform.python_version(), "torch": torch.__version__, "cozoo": cozoo.__version__,
+            "continual_inference": peers.available(),
+        },
+        "device": {"type": device.type, "torch_threads": torch.get_num_threads(), "cpu": _cpu_name(),
+                   "cpu_count": os.cpu_count(), "load_average_start": list(os.getloadavg())},
+    }
+    if device.type == "cuda":
+        info["device"]["name"] = torch.cuda.get_device_name(device)
+        info["versions"].update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+    else:
+        info["device"]["name"] = _cpu_name()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run(settings: Settings, out_dir: Path, log: Callable[[str], None] = print, plot: bool = True,
+        ) -> dict[str, Any]:
+    """Benchmark every model in ``settings``; writes ``<out_dir>/<device>.json`` (and ``.png``)."""
+    device = torch.device(settings.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda but CUDA is not available")
+        torch.backends.cudnn.benchmark = True
+    result = environment(device)
+    result["settings"] = {
+        **{k: v for k, v in asdict(settings).items() if k not in ("latency", "throughput")},
+        "latency_budget": asdict(settings.latency), "throughput_budget": asdict(settings.throughput),
+        "dtype": "float32", "grad": "torch.no_grad()",
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "memory_method": CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD,
+        "latency_definition": "median over stride periods of (time of the period's steps / stride), each "
+                              "call synchronised; clip: one regular forward on the sliding clip per frame",
+        "weights": "random initialisation (timings do not depend on the weight values)",
+    }
+    result["models"] = {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{device.type}.json"
+    start = time.perf_counter()
+    with torch.no_grad():
+        for name in settings.models:
+            log(f"{name}:")
+            result["models"][name] = benchmark_model(name, settings, device, log)
+            result["device"]["load_average_end"] = list(os.getloadavg())
+            result["total_seconds"] = time.perf_counter() - start
+            path.write_text(json.dumps(result, indent=1) + "\n")  # keep partial results
+    log(f"wrote {path} ({result['total_seconds']:.0f} s)")
+    if plot:
+        from benchmarks.plot import plot_results
+
+        png = plot_results(result, out_dir / f"{device.type}.png")
+        log(f"wrote {png}")
+    return result
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        choices=("cpu", "cuda"))
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help="comma-separated regular model names (their continual forms are co<name>)")
+    parser.add_argument("--crop", type=int, help="frame size (default: each model's test crop)")
+    parser.add_argument("--frames", type=int, help="clip length / pool window (default: each model's)")
+    parser.add_argument("--batches", type=_ints, default=(1, 8, 64), help="batch sizes for frames/s")
+    parser.add_argument("--iters", type=int, default=200, help="most timed calls per measurement")
+    parser.add_argument("--seconds", type=float, default=0.5, help="time budget per measurement")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls (periods) before timing")
+    parser.add_argument("--check-crop", type=int, default=64,
+                        help="frame size of the float64 step-output check against the peer (0: skip)")
+    parser.add_argument("--no-peer", action="store_true", help="skip continual-inference (c)")
+    parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--note", default="", help="free text stored with the settings")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args(argv)
+    models = tuple(m for m in args.models.split(",") if m)
+    for name in models:
+        get_config(name)  # unknown names fail here, with suggestions
+        get_config(f"co{name}")
+    for flag in ("crop", "frames", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag} must be positive, got {value}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = Settings(
+        device=args.device, models=models, crop=args.crop, frames=args.frames, batches=args.batches,
+        latency=Budget(warmup=args.warmup, min_iters=3, max_iters=args.iters, seconds=args.seconds),
+        throughput=Budget(warmup=1, min_iters=2, max_iters=args.iters, seconds=args.seconds),
+        check_crop=args.check_crop, peer=not args.no_peer, note=args.note,
+    )
+    return settings, args.out, not args.no_plot
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings, out_dir, plot = parse_args(argv)
+    run(settings, out_dir, plot=plot)
+
+
+if __name__ == "__main__":
+    main()

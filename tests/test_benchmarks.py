@@ -1,0 +1,134 @@
+"""Smoke tests of the benchmark code path (benchmarks/): tiny model, few iterations, no timing assertions."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def bench(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import measure, peers, run
+
+    return measure, peers, run
+
+
+@pytest.fixture()
+def one_thread():
+    """Timed loops of tiny ops on a shared machine: one intra-op thread avoids OpenMP barrier stalls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_budget_rejects_nonsense(bench) -> None:
+    measure, _, _ = bench
+    with pytest.raises(ValueError, match="invalid budget"):
+        measure.Budget(min_iters=5, max_iters=2)
+
+
+def test_latency_covers_whole_periods(bench) -> None:
+    measure, _, _ = bench
+    calls: list[int] = []
+    budget = measure.Budget(warmup=1, min_iters=2, max_iters=4, seconds=10.0)
+    latency = measure.measure_latency(calls.append, torch.device("cpu"), budget, period=3)
+    assert latency.samples == 4 and latency.period == 3
+    assert calls == list(range(3 + 4 * 3))  # warm-up period, then 4 timed periods, indices counted on
+    assert 0 <= latency.median_ms <= latency.worst_phase_ms * 3
+    fps = measure.measure_throughput(lambda i: None, torch.device("cpu"), budget, outputs_per_call=8)
+    assert fps.calls == 4 and fps.outputs_per_s > 0
+
+
+def _tiny_regular() -> nn.Module:
+    """Every module type the peer converter handles, with a temporally strided residual block."""
+    from cozoo.models.blocks import Flatten, GlobalAvgPool3d, Residual, SqueezeExcitation
+
+    branch = nn.Sequential(OrderedDict(
+        conv_a=nn.Conv3d(4, 6, (3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0), bias=False),
+        bn_a=nn.BatchNorm3d(6), relu_a=nn.ReLU(),
+        conv_b=nn.Conv3d(6, 6, 3, padding=1, groups=6), se=SqueezeExcitation(6, 2), swish=nn.SiLU(),
+    ))
+    shortcut = nn.Sequential(nn.Conv3d(4, 6, 1, stride=(2, 1, 1), bias=False), nn.BatchNorm3d(6))
+    return nn.Sequential(
+        nn.Conv3d(3, 4, (5, 3, 3), padding=(2, 1, 1)), nn.BatchNorm3d(4), nn.ReLU(),
+        nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+        Residual(branch, shortcut, nn.ReLU()),
+        Residual(nn.Sequential(nn.Conv3d(6, 6, (3, 1, 1), padding=(1, 0, 0)), nn.Identity()), None, None),
+        nn.AvgPool3d((1, 2, 2)), GlobalAvgPool3d(), nn.Dropout(0.5), Flatten(), nn.Linear(6, 5),
+    ).eval()
+
+
+def test_peer_steps_equal_ours_in_steady_state(bench) -> None:
+    pytest.importorskip("continual")
+    _, peers, _ = bench
+    from cozoo.continual import to_continual
+
+    torch.manual_seed(0)
+    regular = _tiny_regular().double()
+    for module in regular.modules():  # non-trivial batch-norm statistics
+        if isinstance(module, nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 1.5)
+    ours = to_continual(regular, pool_window=8).eval()
+    peer = peers.to_co_inference(regular, peers.global_pool_window(ours))
+    frames = torch.randn(2, 3, ours.first_output + 4 * ours.stride, 12, 12, dtype=torch.float64)
+    result = peers.check_equivalence(ours, peer, frames)
+    assert result.compared >= 4
+    assert result.max_abs_output > 1e-3
+    assert result.max_abs_diff < 1e-12
+
+
+def test_peer_rejects_slowfast_and_unknown_modules(bench) -> None:
+    _, peers, _ = bench
+    from cozoo.models.slowfast import SplitPathways
+
+    assert peers.unsupported_reason(nn.Sequential(SplitPathways(4))) == peers.SLOWFAST_REASON
+    assert "GELU" in peers.unsupported_reason(nn.Sequential(nn.GELU()))
+    assert peers.unsupported_reason(_tiny_regular()) is None
+    with pytest.raises(peers.PeerUnsupported, match="GELU"):
+        peers.to_co_inference(nn.Sequential(nn.GELU()), pool_window=1)
+
+
+def _smoke_settings(run, peer: bool):
+    from benchmarks.measure import Budget
+
+    tiny = Budget(warmup=0, min_iters=1, max_iters=2, seconds=0.01)
+    return run.Settings(device="cpu", models=("x3d_xs",), crop=32, frames=None, batches=(1, 2), latency=tiny,
+                        throughput=tiny, check_crop=16 if peer else 0, peer=peer, note="test")
+
+
+def test_run_writes_results_and_plot(bench, one_thread, tmp_path: Path) -> None:
+    _, peers, run = bench
+    with_peer = peers.available() is not None
+    result = run.run(_smoke_settings(run, with_peer), tmp_path, log=lambda line: None)
+    saved = json.loads((tmp_path / "cpu.json").read_text())
+    assert saved["models"].keys() == {"x3d_xs"} and (tmp_path / "cpu.png").stat().st_size > 0
+    entry = result["models"]["x3d_xs"]
+    assert entry["flops"]["reduction"] > 1
+    expected = {"step", "clip", "peer"} if with_peer else {"step", "clip"}
+    assert entry["modes"].keys() == expected
+    for mode in expected:
+        assert entry["modes"][mode]["latency_ms"] > 0
+        assert set(entry["modes"][mode]["frames_per_s"]) == {"1", "2"}
+    assert entry["speedup"]["step_vs_clip"] > 0
+    if with_peer:
+        assert entry["peer"]["equivalence"]["max_abs_diff"] < 1e-10
+        assert entry["speedup"]["step_vs_peer"] > 0
+    assert saved["settings"]["crop"] == 32 and saved["versions"]["torch"] == torch.__version__
+
+
+def test_missing_peer_library_is_reported(bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, peers, run = bench
+    monkeypatch.setattr(peers, "available", lambda: None)
+    model, entry = run.peer_entry(_tiny_regular(), nn.Identity(), 8, _smoke_settings(run, True),
+                                  torch.device("cpu"))
+    assert model is None and not entry["supported"] and "not installed" in entry["reason"]
