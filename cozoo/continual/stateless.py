@@ -25,10 +25,38 @@ class _PerFrameStep(ContinualModule):
         return self.forward(frame.unsqueeze(2)).squeeze(2)  # type: ignore[attr-defined]
 
 
+class _ElementwiseStep(_PerFrameStep):
+    """Elementwise ops (activations, dropout) apply to a frame as it is."""
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor:
+        return self.forward(frame)  # type: ignore[attr-defined]
+
+
+class _BatchNormStep(_PerFrameStep):
+    """In eval mode a frame is normalised directly with the running statistics (no clip view)."""
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor:
+        if self.training or not self.track_running_stats:  # type: ignore[attr-defined]
+            return super()._step(frame)
+        return F.batch_norm(
+            frame, self.running_mean, self.running_var, self.weight, self.bias,  # type: ignore[attr-defined]
+            False, 0.0, self.eps,  # type: ignore[attr-defined]
+        )
+
+
+_ELEMENTWISE = (nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Dropout, nn.Identity)
+
+
 @functools.cache
 def per_frame_class(source_cls: type[nn.Module]) -> type[nn.Module]:
     """The continual subclass of a stateless layer class, e.g. ``CoReLU`` for ``nn.ReLU``."""
-    return type(f"Co{source_cls.__name__}", (_PerFrameStep, source_cls), {"__module__": __name__})
+    if issubclass(source_cls, nn.modules.batchnorm._BatchNorm):
+        step_cls: type = _BatchNormStep
+    elif issubclass(source_cls, _ELEMENTWISE):
+        step_cls = _ElementwiseStep
+    else:
+        step_cls = _PerFrameStep
+    return type(f"Co{source_cls.__name__}", (step_cls, source_cls), {"__module__": __name__})
 
 
 def as_per_frame(module: nn.Module) -> nn.Module:
