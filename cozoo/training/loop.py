@@ -1,0 +1,386 @@
+"""`finetune`: train a registered model on a (sub)set of classes in clip mode, checkpointing as it goes.
+
+Run folder (``output_dir``): ``config.yaml`` (resolved recipe), ``subset.csv`` + ``label_map.json``
+(training records and class order), ``last.pt`` (after every epoch and, with
+``train.checkpoint_every_steps``, mid-epoch), ``best.pt`` (highest validation accuracy so far) and
+``metrics.jsonl`` (one JSON record per finished epoch, then one for the continual evaluation).
+
+Resuming (``resume=True``) reads ``last.pt`` and continues exactly: model, optimizer, scheduler, AMP
+scaler and random states are restored, and the data order and augmentations are functions of
+``(seed, epoch, item)`` (see `cozoo.training.data`), so an interrupted and resumed run ends with the
+same weights as an uninterrupted one (bitwise on CPU). A run killed between checkpoints replays the
+steps since the last one. ``metrics.jsonl`` is rewritten from the checkpoint, so it never holds records
+of steps that were lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from cozoo.data import save_subset
+from cozoo.registry import create_model, get_config
+from cozoo.training.checkpoint import (
+    FORMAT,
+    get_rng_state,
+    isolated_rng,
+    load_checkpoint,
+    save_atomic,
+    set_rng_state,
+    write_text_atomic,
+)
+from cozoo.training.config import ConfigError, FinetuneConfig
+from cozoo.training.data import (
+    build_datasets,
+    clip_settings,
+    prepare_synthetic,
+    select_records,
+    train_loader,
+    val_loader,
+)
+from cozoo.training.streaming import build_continual, streaming_accuracy
+
+#: Settings that may change when resuming (they do not affect the result).
+RESUME_MUTABLE = ("data.num_workers", "train.progress", "train.device")
+
+
+@dataclass
+class Progress:
+    """Where training stands; passed to the ``on_step`` hook after every optimizer step."""
+
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0
+    global_step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+
+
+@dataclass
+class FinetuneResult:
+    output_dir: Path
+    metrics: list[dict[str, Any]]
+    best_val_acc: float
+    continual: dict[str, Any] | None = None
+    label_map: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def final_val_acc(self) -> float:
+        return float(self.metrics[-1]["val_acc"])
+
+
+def lr_factor(step: int, total: int, warmup: int, warmup_start: float, min_ratio: float) -> float:
+    """Factor of the base learning rate: linear warm-up from ``warmup_start`` to 1 over ``warmup`` steps,
+    then a cosine from 1 down to ``min_ratio`` at step ``total``."""
+    if step < warmup:
+        return warmup_start + (1.0 - warmup_start) * step / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def freeze(model: nn.Module, prefixes: list[str]) -> list[str]:
+    """Stop gradients for parameters under ``prefixes`` ("backbone": all but the last ``nn.Linear``);
+    returns the frozen parameter names."""
+    names = [name for name, _ in model.named_parameters()]
+    frozen: set[str] = set()
+    for prefix in prefixes:
+        if prefix == "backbone":
+            linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+            if not linears:
+                raise ConfigError("model.freeze: 'backbone' needs a final nn.Linear classifier")
+            matched = [n for n in names if not n.startswith(linears[-1] + ".")]
+        else:
+            matched = [n for n in names if n == prefix or n.startswith(prefix + ".")]
+        if not matched:
+            raise ConfigError(f"model.freeze: no parameter named {prefix!r} or under it (e.g. {names[0]!r})")
+        frozen.update(matched)
+    for name, parameter in model.named_parameters():
+        if name in frozen:
+            parameter.requires_grad_(False)
+    return sorted(frozen)
+
+
+def _frozen_norms(model: nn.Module) -> list[nn.Module]:
+    """Batch-norm layers whose parameters are all frozen: they keep their running statistics too."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters())]
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "kwargs":
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    old, new = _flatten(saved), _flatten(current)
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUME_MUTABLE)
+    if changed:
+        shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ConfigError(f"cannot resume: the config differs from the checkpoint's in {shown}")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available")
+    return device
+
+
+class Trainer:
+    """One fine-tuning run; `finetune` is the entry point."""
+
+    def __init__(self, config: FinetuneConfig, resume: bool) -> None:
+        self.config = config
+        self.out = Path(config.output_dir)
+        self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
+        state = self._load_or_refuse(resume)
+        if config.data.synthetic is not None:
+            prepare_synthetic(config)
+        if state is not None:
+            _check_resumable(state["config"], config.as_dict())
+        self.model_config = get_config(config.model.name)
+        if self.model_config.continual:
+            raise ConfigError(f"model.name {config.model.name!r} is continual: fine-tune its regular source "
+                              f"{self.model_config.source!r}; the continual model is built from its weights")
+        self.clips = clip_settings(config.data, self.model_config)
+        train_records, val_records, self.label_map = select_records(config.data)
+        if state is not None and state["label_map"] != self.label_map:
+            raise ConfigError("cannot resume: the classes differ from the checkpoint's label map")
+        self.train_set, self.val_set = build_datasets(
+            config.data, self.model_config, self.clips, train_records, val_records, self.label_map)
+        self.device = _device(config.train.device)
+        self.amp = config.train.amp and self.device.type == "cuda"
+        pin = self.device.type == "cuda"
+        self.train_loader = train_loader(self.train_set, config.data, config.seed, pin)
+        self.val_loader = val_loader(self.val_set, config.data, pin)
+        self.steps_per_epoch = len(self.train_set) // config.data.batch_size
+
+        self.model = create_model(config.model.name, pretrained=config.model.pretrained,
+                                  num_classes=len(self.label_map), **config.model.kwargs).to(self.device)
+        self.frozen = freeze(self.model, config.model.freeze)
+        self.frozen_norms = _frozen_norms(self.model)
+        self.optimizer = self._optimizer()
+        optim = config.optim
+        total = config.train.epochs * self.steps_per_epoch
+        warmup = round(optim.warmup_epochs * self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(
+            step, total, warmup, optim.warmup_start, optim.min_lr / optim.lr))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.progress = Progress()
+        self.best_val_acc = -1.0
+        self.metrics: list[dict[str, Any]] = []
+        if state is not None:
+            self._restore(state)
+        save_subset(self.out, train_records, self.label_map)
+        write_text_atomic(self.out / "config.yaml", yaml.safe_dump(config.as_dict(), sort_keys=False))
+
+    # -- set-up ------------------------------------------------------------------------------------------
+    def _load_or_refuse(self, resume: bool) -> dict[str, Any] | None:
+        if resume:
+            if not self.last_path.is_file():
+                raise FileNotFoundError(f"cannot resume: no checkpoint {str(self.last_path)!r}")
+            return load_checkpoint(self.last_path)
+        if self.last_path.exists():
+            raise ValueError(f"{self.out} already holds a checkpoint (last.pt): pass --resume to continue "
+                             "it, or choose another output_dir")
+        return None
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        optim = self.config.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigError("model.freeze leaves no trainable parameter")
+        if optim.name == "sgd":
+            return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov,
+                                   weight_decay=optim.weight_decay)
+        return torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas),  # type: ignore[arg-type]
+                                 weight_decay=optim.weight_decay)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.amp and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress(**state["progress"])
+        self.best_val_acc = state["best_val_acc"]
+        self.metrics = list(state["metrics"])
+        set_rng_state(state["rng"])
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "model_name": self.config.model.name,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.amp else {},
+            "progress": vars(self.progress).copy(),
+            "rng": get_rng_state(),
+            "config": self.config.as_dict(),
+            "label_map": self.label_map,
+            "best_val_acc": self.best_val_acc,
+            "metrics": self.metrics,
+        }
+
+    # -- training ----------------------------------------------------------------------------------------
+    def _autocast(self) -> Any:
+        return torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        for norm in self.frozen_norms:
+            norm.eval()
+
+    def _trainable(self) -> list[torch.Tensor]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _step(self, clips: torch.Tensor, labels: torch.Tensor) -> None:
+        clips = clips.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        with self._autocast():
+            logits = self.model(clips)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.config.train.label_smoothing)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.progress.global_step}; "
+                                     "lower optim.lr or set train.clip_grad_norm")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.train.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self._trainable(), self.config.train.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        p = self.progress
+        p.step_in_epoch += 1
+        p.global_step += 1
+        p.loss_sum += loss.item() * len(labels)
+        p.correct += int((logits.argmax(1) == labels).sum())
+        p.seen += len(labels)
+
+    def train_epoch(self, on_step: Callable[[Progress], None] | None) -> dict[str, float]:
+        p, epochs = self.progress, self.config.train.epochs
+        sampler = self.train_loader.sampler
+        sampler.set_epoch(p.epoch, p.step_in_epoch * self.config.data.batch_size)  # type: ignore[attr-defined]
+        self._train_mode()
+        every = self.config.train.checkpoint_every_steps
+        start, seen_before = time.perf_counter(), p.seen
+        bar = tqdm(self.train_loader, total=self.steps_per_epoch, initial=p.step_in_epoch, unit="batch",
+                   desc=f"epoch {p.epoch + 1}/{epochs}", disable=not self.config.train.progress, leave=False)
+        for clips, labels in bar:
+            self._step(clips, labels)
+            rate = (p.seen - seen_before) / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{p.loss_sum / p.seen:.3f}", acc=f"{p.correct / p.seen:.3f}",
+                            clips_s=f"{rate:.1f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            if every and p.global_step % every == 0 and p.step_in_epoch < self.steps_per_epoch:
+                save_atomic(self._state(), self.last_path)
+            if on_step is not None:
+                on_step(p)
+        bar.close()
+        elapsed = time.perf_counter() - start
+        return {"train_loss": p.loss_sum / p.seen, "train_acc": p.correct / p.seen,
+                "clips_per_s": (p.seen - seen_before) / max(elapsed, 1e-9), "train_time_s": elapsed}
+
+    @torch.no_grad()
+    def evaluate(self, loader: DataLoader | None = None) -> dict[str, float]:
+        """Clip-mode validation: loss per view, accuracy per video (softmax averaged over its views)."""
+        self.model.eval()
+        loader = loader or self.val_loader
+        videos = len(self.val_set.videos)
+        scores = torch.zeros(videos, len(self.label_map))
+        targets = torch.full((videos,), -1, dtype=torch.long)
+        loss_sum, views = 0.0, 0
+        for clips, labels, index in loader:
+            with self._autocast():
+                logits = self.model(clips.to(self.device)).float().cpu()
+            loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+            views += len(labels)
+            scores.index_add_(0, index, logits.softmax(1))
+            targets[index] = labels
+        correct = int((scores.argmax(1) == targets).sum())
+        return {"val_loss": loss_sum / views, "val_acc": correct / videos, "val_videos": videos}
+
+    def fit(self, on_step: Callable[[Progress], None] | None = None) -> FinetuneResult:
+        epochs = self.config.train.epochs
+        while self.progress.epoch < epochs:
+            train = self.train_epoch(on_step)
+            val = self.evaluate()
+            p = self.progress
+            record = {"epoch": p.epoch + 1, "step": p.global_step, "lr": self.scheduler.get_last_lr()[0],
+                      **train, **val, "best": val["val_acc"] > self.best_val_acc}
+            self.metrics.append(record)
+            p.epoch, p.step_in_epoch, p.loss_sum, p.correct, p.seen = p.epoch + 1, 0, 0.0, 0, 0
+            if record["best"]:
+                self.best_val_acc = val["val_acc"]
+                save_atomic(self._state(), self.best_path)
+            save_atomic(self._state(), self.last_path)
+            self._write_metrics()
+            if self.config.train.progress:
+                tqdm.write(f"epoch {record['epoch']}/{epochs}: loss {train['train_loss']:.4f} "
+                           f"acc {train['train_acc']:.3f} | val loss {val['val_loss']:.4f} "
+                           f"acc {val['val_acc']:.3f} | {train['clips_per_s']:.1f} clips/s")
+        continual = self.continual_eval() if self.config.train.continual_eval else None
+        self._write_metrics(continual)
+        return FinetuneResult(self.out, self.metrics, self.best_val_acc, continual, self.label_map)
+
+    def continual_eval(self) -> dict[str, Any]:
+        """Stream the validation videos through the continual model holding the final weights."""
+        cfg, clips = self.config, self.clips
+        model = build_continual(cfg.model.name, len(self.label_map), cfg.model.kwargs, clips.frames,
+                                self.model.state_dict())
+        result = streaming_accuracy(model, self.val_set, clips.sampling_rate, clips.test_crop, clips.mean,
+                                    clips.std, cfg.data.test_short_side, self.device)
+        return {"event": "continual_eval", "epoch": self.progress.epoch, "weights": "last",
+                "pool_window": clips.frames, "clip_val_acc": self.metrics[-1]["val_acc"], **result.as_dict()}
+
+    def _write_metrics(self, extra: dict[str, Any] | None = None) -> None:
+        lines = [json.dumps(record) for record in self.metrics + ([extra] if extra else [])]
+        write_text_atomic(self.out / "metrics.jsonl", "".join(f"{line}\n" for line in lines))
+
+
+def finetune(
+    config: FinetuneConfig, resume: bool = False, on_step: Callable[[Progress], None] | None = None
+) -> FinetuneResult:
+    """Fine-tune ``config.model`` on ``config.data`` (see the module docstring). ``on_step`` is called after
+    every optimizer step (an exception raised there stops the run, as a kill would). The caller's random
+    states are left untouched."""
+    with isolated_rng(config.seed):
+        return Trainer(config, resume).fit(on_step)
+
+
+def load_finetuned(path: str | Path, continual: bool = False, pool_window: int | None = None
+                   ) -> tuple[nn.Module, list[str]]:
+    """The model of a fine-tuning checkpoint (regular, or ``continual`` with the same weights) and its
+    class names in output order."""
+    state = load_checkpoint(path)
+    config = FinetuneConfig.from_dict(state["config"])
+    classes = sorted(state["label_map"], key=state["label_map"].__getitem__)
+    name, kwargs = config.model.name, config.model.kwargs
+    if continual:
+        window = pool_window or clip_settings(config.data, get_config(name)).frames
+        model = build_continual(name, len(classes), kwargs, window, state["model"])
+    else:
+        model = create_model(name, num_classes=len(classes), **kwargs)
+        model.load_state_dict(state["model"])
+    return model.eval(), classes

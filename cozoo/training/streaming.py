@@ -1,0 +1,85 @@
+"""The continual counterpart of a fine-tuned model, and its accuracy on videos streamed frame by frame."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cozoo.data import CorruptVideoWarning, KineticsDataset, VideoDecodeError, eval_transform, iter_frames
+from cozoo.registry import create_model, get_config, list_models
+
+
+def build_continual(
+    name: str, num_classes: int, kwargs: Mapping[str, Any], pool_window: int,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+) -> nn.Module:
+    """The continual model of regular model ``name`` (registry name ``"co" + name`` when there is one,
+    otherwise `cozoo.continual.to_continual`), loaded with ``state_dict`` (same keys as the regular model)."""
+    continual_name = f"co{name}"
+    if continual_name in list_models() and get_config(continual_name).source == name:
+        model = create_model(continual_name, num_classes=num_classes, pool_window=pool_window, **kwargs)
+    else:
+        from cozoo.continual import to_continual
+
+        model = to_continual(create_model(name, num_classes=num_classes, **kwargs), pool_window=pool_window)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    return model
+
+
+@dataclass(frozen=True)
+class StreamingResult:
+    """Accuracy of the prediction at the last frame of each video. ``padded``: videos with fewer frames
+    than the model's warm-up, whose first frame was repeated in front to fill it; ``skipped``: videos that
+    failed to decode part-way (left out)."""
+
+    accuracy: float
+    videos: int
+    padded: int
+    skipped: int
+    frames: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"continual_val_acc": self.accuracy, "continual_videos": self.videos,
+                "continual_padded": self.padded, "continual_skipped": self.skipped,
+                "continual_frames": self.frames}
+
+
+@torch.no_grad()
+def streaming_accuracy(
+    model: nn.Module, dataset: KineticsDataset, sampling_rate: int, crop: int, mean: tuple[float, ...],
+    std: tuple[float, ...], short_side: int | None = None, device: torch.device | str = "cpu",
+) -> StreamingResult:
+    """Stream every video of ``dataset`` through continual ``model``: every ``sampling_rate``-th frame,
+    resized, centre-cropped and normalised as for clip evaluation, pushed one at a time; the prediction
+    after the last frame counts. A video shorter than the warm-up (``model.first_output + 1`` frames) is
+    preceded by copies of its first frame, as a stream would have seen a still scene."""
+    transform = eval_transform(crop=crop, mean=mean, std=std, short_side=short_side)
+    model = model.to(device).eval()
+    needed = model.first_output + 1  # type: ignore[operator]
+    correct = padded = skipped = pushed = 0
+    for record, path in dataset.videos:
+        try:
+            frames = [transform(frame[None])[:, 0][None] for index, frame in enumerate(iter_frames(path))
+                      if index % sampling_rate == 0]
+        except VideoDecodeError as err:
+            warnings.warn(f"streaming: skipping video: {err}", CorruptVideoWarning, stacklevel=2)
+            skipped += 1
+            continue
+        if len(frames) < needed:
+            frames = [frames[0]] * (needed - len(frames)) + frames
+            padded += 1
+        stream, last = model.stream(), None  # type: ignore[operator]
+        for frame in frames:
+            last = stream.push(frame.to(device)) or last
+        pushed += len(frames)
+        assert last is not None
+        if int(last.logits.argmax(-1)[0]) == dataset.label_map[record.label]:
+            correct += 1
+    videos = len(dataset.videos) - skipped
+    return StreamingResult(correct / videos if videos else 0.0, videos, padded, skipped, pushed)

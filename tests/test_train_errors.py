@@ -1,0 +1,134 @@
+"""Bad inputs give clear errors or skips, and checkpoints are never lost or half-written."""
+
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from cozoo import create_model
+from cozoo.cli import main
+from cozoo.data import AnnotationError, CorruptVideoWarning, read_annotations
+from cozoo.training import ConfigError, FinetuneConfig, load_checkpoint, load_config
+from cozoo.training import checkpoint as checkpoint_module
+from cozoo.training.loop import finetune
+
+CLASSES = ["growing", "shrinking"]
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("errors_data")
+    finetune(_config(root / "seed_run", root))  # generates the data once
+    return root
+
+
+def _config(out, root, epochs=1, **data) -> FinetuneConfig:
+    return FinetuneConfig.from_dict({
+        "output_dir": str(out),
+        "model": {"name": "late_fusion", "kwargs": {"widths": [4, 8], "dropout": 0.0}},
+        "data": {"synthetic": {"classes": CLASSES, "videos_per_class": 4, "val_videos_per_class": 2,
+                               "frames": 8, "size": 16},
+                 "root": str(root), "frames": 4, "sampling_rate": 1, "train_crop": 16, "test_crop": 16,
+                 "batch_size": 4, **data},
+        "train": {"epochs": epochs, "progress": False, "continual_eval": False},
+    })
+
+
+def _kinetics_config(out, root) -> FinetuneConfig:
+    config = _config(out, root)
+    config.data.synthetic = None
+    config.data.train_csv, config.data.val_csv = str(root / "train.csv"), str(root / "val.csv")
+    config.data.video_root = str(root / "videos")
+    return config
+
+
+def test_wrong_csv_columns_is_a_clear_error(tmp_path, synthetic_root, capsys):
+    root = shutil.copytree(synthetic_root, tmp_path / "data", ignore=shutil.ignore_patterns("seed_run"))
+    text = (root / "train.csv").read_text().replace("youtube_id", "video_id", 1)
+    (root / "train.csv").write_text(text)
+    with pytest.raises(AnnotationError, match="missing required column.*youtube_id"):
+        finetune(_kinetics_config(tmp_path / "run", root))
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: {name: late_fusion}\n")
+    code = main(["finetune", str(recipe), f"output_dir={tmp_path / 'cli'}",
+                 f"data.train_csv={root}/train.csv", f"data.val_csv={root}/val.csv",
+                 f"data.video_root={root}/videos"])
+    assert code == 2
+    assert "missing required column(s) youtube_id" in capsys.readouterr().err
+
+
+def test_corrupt_videos_are_skipped_with_a_warning(tmp_path, synthetic_root):
+    root = shutil.copytree(synthetic_root, tmp_path / "data", ignore=shutil.ignore_patterns("seed_run"))
+    for split in ("train", "val"):
+        record = read_annotations(root / f"{split}.csv")[0]
+        (root / "videos" / split / record.label / record.filename).write_bytes(b"\x00garbage" * 64)
+    with pytest.warns(CorruptVideoWarning, match="cannot decode video") as caught:
+        result = finetune(_kinetics_config(tmp_path / "run", root))
+    assert len({str(w.message) for w in caught}) == 2  # one per bad file
+    assert result.metrics[-1]["val_videos"] == 3  # 4 val videos, the corrupt one dropped
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["progress"]["epoch"] == 1
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, synthetic_root, monkeypatch):
+    out = tmp_path / "run"
+    finetune(_config(out, synthetic_root))
+    before = load_checkpoint(out / "last.pt")
+
+    def broken_save(obj, file):
+        file.write(b"partial checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", broken_save)
+    config = _config(out, synthetic_root, epochs=2)
+    with pytest.raises(ConfigError, match="train.epochs: 1 -> 2"):
+        finetune(config, resume=True)  # resuming with a changed recipe is refused
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint_module.save_atomic({"format": "x"}, out / "last.pt")
+    after = load_checkpoint(out / "last.pt")
+    assert all(torch.equal(after["model"][k], before["model"][k]) for k in before["model"])
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary files
+
+
+def test_existing_run_is_not_overwritten(tmp_path, synthetic_root):
+    out = tmp_path / "run"
+    finetune(_config(out, synthetic_root))
+    stamp = (out / "last.pt").stat().st_mtime_ns
+    with pytest.raises(ValueError, match="already holds a checkpoint.*--resume"):
+        finetune(_config(out, synthetic_root))
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        finetune(_config(tmp_path / "fresh", synthetic_root), resume=True)
+    assert (out / "last.pt").stat().st_mtime_ns == stamp
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key.*optim.learning_rate"):
+        FinetuneConfig.from_dict({"model": {"name": "x3d_xs"}, "optim": {"learning_rate": 0.1},
+                                  "data": {"synthetic": {}}})
+    with pytest.raises(ConfigError, match="train.epochs must be int"):
+        FinetuneConfig.from_dict({"model": {"name": "x3d_xs"}, "train": {"epochs": "ten"},
+                                  "data": {"synthetic": {}}})
+    with pytest.raises(ConfigError, match="train_csv, val_csv and video_root"):
+        FinetuneConfig.from_dict({"model": {"name": "x3d_xs"}})
+    recipe = load_config("configs/finetune/kinetics_subset_x3d_s.yaml",
+                         ["optim.lr=0.5", "data.classes=[a, b]"])
+    assert recipe.model.pretrained is True and recipe.optim.lr == 0.5 and recipe.data.classes == ["a", "b"]
+    with pytest.raises(ConfigError, match="not of the form"):
+        load_config("configs/finetune/synthetic_x3d.yaml", ["epochs"])
+
+
+def test_freezing_the_backbone_trains_only_the_classifier(tmp_path, synthetic_root):
+    config = _config(tmp_path / "run", synthetic_root)
+    config.model.freeze = ["backbone"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptVideoWarning)
+        finetune(config)
+    trained = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)  # the run's initial weights
+        untouched = create_model("late_fusion", num_classes=2, widths=[4, 8], dropout=0.0).state_dict()
+    assert torch.equal(trained["trunk.layer1.conv.weight"], untouched["trunk.layer1.conv.weight"])
+    assert torch.equal(trained["trunk.layer1.bn.running_mean"], untouched["trunk.layer1.bn.running_mean"])
+    assert not torch.equal(trained["fc.weight"], untouched["fc.weight"])
