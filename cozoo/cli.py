@@ -13,6 +13,7 @@ _COMMAND_MODULES = (
     "cozoo.commands.flops",
     "cozoo.commands.evaluate",
     "cozoo.commands.stream",
+    "cozoo.commands.finetune",
 )
 
 
