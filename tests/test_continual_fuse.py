@@ -2,26 +2,18 @@
 
 import pytest
 import torch
+from helpers import randomise_batchnorm
 from torch import nn
 
 import cozoo
 from cozoo.continual import fuse_conv_bn
 
 
-def _randomise_batchnorm(model: nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm3d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.5, 0.5)
-
-
 @pytest.mark.parametrize("name", ["cox3d_xs", "coi3d_r50"])
 def test_fused_model_computes_the_same_in_clip_and_step_mode(name):
     torch.manual_seed(0)
     model = cozoo.create_model(name, num_classes=4)
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     model.eval()
     fused = fuse_conv_bn(model)
     assert sum(isinstance(m, nn.BatchNorm3d) for m in fused.modules()) < sum(

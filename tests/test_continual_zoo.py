@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import randomise_batchnorm
 
 import cozoo
 from cozoo.continual import ContinualModule
@@ -10,20 +11,13 @@ CONTINUAL = cozoo.list_models("co*")
 FRAME_SIZE = {"coc3d": 112}  # C3D's fc6 fixes its input size
 
 
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-
-
 @pytest.mark.parametrize("name", CONTINUAL)
 def test_steps_equal_clip_and_transfer_matches_source(name):
     torch.manual_seed(0)
     config = cozoo.registry.get_config(name)
     model = cozoo.create_model(name, num_classes=5, pool_window=config.frames if "64" not in name else 16)
     assert isinstance(model, ContinualModule)
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     model.eval()
     size = FRAME_SIZE.get(name, 32)
     frames = model.first_output + 2 * model.stride + 1

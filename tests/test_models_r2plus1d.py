@@ -4,6 +4,7 @@ import functools
 
 import pytest
 import torch
+from helpers import calibrate
 from torch import nn
 from torchvision.models.video import r2plus1d_18
 
@@ -20,19 +21,8 @@ def reference() -> tuple[nn.Module, torch.Tensor]:
     """torchvision model with random BN affine/fc weights and BN statistics of the test clip."""
     torch.manual_seed(0)
     ref = r2plus1d_18(weights=None)
-    for module in ref.modules():
-        if isinstance(module, nn.BatchNorm3d):
-            nn.init.uniform_(module.weight, 0.5, 1.5)
-            nn.init.normal_(module.bias, 0.0, 0.2)
-            module.momentum = 1.0
-        elif isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, 0.0, 0.05)
-            nn.init.normal_(module.bias, 0.0, 0.1)
     x = torch.randn(2, 3, 8, 64, 64)
-    ref.train()
-    with torch.no_grad():
-        ref(x)
-    return ref.eval(), x
+    return calibrate(ref, x), x
 
 
 @pytest.mark.parametrize("name", ["r2plus1d_18", "r2plus1d_18_8f"])

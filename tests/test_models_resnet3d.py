@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+from helpers import calibrate
 from torch import nn
 
 from cozoo import registry
@@ -20,22 +21,6 @@ PUBLISHED_M_PARAMS = {"i3d_r50": 28.04, "slow_r50": 32.45, "r2plus1d_r50": 28.11
 TEST_FRAMES = {"i3d_r50": 8, "slow_r50": 8, "r2plus1d_r50": 8}
 ALLOWED = {nn.Sequential, nn.Conv3d, nn.BatchNorm3d, nn.ReLU, nn.MaxPool3d, nn.Dropout, nn.Linear,
            blocks.Residual, blocks.GlobalAvgPool3d, blocks.Flatten}
-
-
-def calibrate(model: nn.Module, x: torch.Tensor) -> None:
-    """Random BN affine/fc weights, then BN running stats set to this clip's batch statistics."""
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm3d):
-            nn.init.uniform_(module.weight, 0.5, 1.5)
-            nn.init.normal_(module.bias, 0.0, 0.2)
-            module.momentum = 1.0
-        elif isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, 0.0, 0.05)
-            nn.init.normal_(module.bias, 0.0, 0.1)
-    model.train()
-    with torch.no_grad():
-        model(x)
-    model.eval()
 
 
 @functools.cache

@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+from helpers import calibrate
 from torch import nn
 
 from cozoo import registry
@@ -28,22 +29,6 @@ def pytorchvideo_model(name: str) -> nn.Module:
         return hub.slowfast_r50(pretrained=False)
     return create_slowfast(slowfast_fusion_conv_kernel_size=(5, 1, 1), slowfast_fusion_conv_stride=(8, 1, 1),
                            head_pool_kernel_sizes=((4, 7, 7), (32, 7, 7)))
-
-
-def calibrate(model: nn.Module, inputs: list[torch.Tensor]) -> None:
-    """Random BN affine/fc weights, then BN running stats set to these clips' batch statistics."""
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm3d):
-            nn.init.uniform_(module.weight, 0.5, 1.5)
-            nn.init.normal_(module.bias, 0.0, 0.2)
-            module.momentum = 1.0
-        elif isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, 0.0, 0.05)
-            nn.init.normal_(module.bias, 0.0, 0.1)
-    model.train()
-    with torch.no_grad():
-        model(list(inputs))
-    model.eval()
 
 
 @functools.cache

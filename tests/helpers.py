@@ -1,0 +1,34 @@
+"""Shared test helpers: give models non-trivial normalisation so equivalence checks mean something."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def calibrate(model: nn.Module, inputs: object) -> nn.Module:
+    """Random BatchNorm affine and classifier weights, then BatchNorm running statistics set to the batch
+    statistics of ``inputs`` (one training-mode forward with momentum 1). Returns the model in eval mode."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm3d):
+            nn.init.uniform_(module.weight, 0.5, 1.5)
+            nn.init.normal_(module.bias, 0.0, 0.2)
+            module.momentum = 1.0
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, 0.05)
+            nn.init.normal_(module.bias, 0.0, 0.1)
+    model.train()
+    with torch.no_grad():
+        model(inputs)
+    return model.eval()
+
+
+def randomise_batchnorm(model: nn.Module) -> None:
+    """Random running statistics and affine parameters for every BatchNorm3d (no forward needed)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm3d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
