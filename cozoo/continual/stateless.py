@@ -109,8 +109,11 @@ class CoSqueezeExcitation(ContinualModule, SqueezeExcitation):
         return x * self.scale(x.mean(dim=(3, 4), keepdim=True))
 
     def _step(self, frame: torch.Tensor) -> torch.Tensor:
-        pooled = frame.mean(dim=(2, 3), keepdim=True).unsqueeze(2)
-        return frame * self.scale(pooled).squeeze(2)
+        # The 1x1x1 convs act on one pooled vector per frame: as linear layers they skip conv dispatch.
+        pooled = frame.mean(dim=(2, 3))
+        hidden = F.relu(F.linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
+        gate = torch.sigmoid(F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias))
+        return frame * gate[:, :, None, None]
 
 
 class CoPerFrame(ContinualModule, PerFrame):
