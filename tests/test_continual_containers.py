@@ -32,7 +32,7 @@ def test_residual_stack_steps_equal_clip_and_source(specs, seed):
     channels = 3
     net = nn.Sequential(*[_block(kernels, stride, channels) for kernels, stride in specs]).eval()
     co = to_continual(net).eval()
-    x = torch.randn(1, channels, 40, 4, 4)
+    x = torch.randn(1, channels, co.first_output + 3 * co.stride + 1, 4, 4)
     with torch.no_grad():
         clip, steps = co(x), co.forward_steps(x)
         assert clip.shape[2] > 0
