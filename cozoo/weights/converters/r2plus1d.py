@@ -7,7 +7,7 @@ torchvision's Conv2Plus1D is ``Sequential(conv_xy, bn, relu, conv_t)`` at indice
 from __future__ import annotations
 
 from cozoo.weights.converters import StateDict, register_converter
-from cozoo.weights.converters.resnet3d import BN, map_keys, rename
+from cozoo.weights.converters.keys import BN, map_keys, rename
 
 RULES = (
     (r"stem\.0\.weight", r"stem.conv.conv_xy.weight"),

@@ -7,12 +7,9 @@ the parameter-free stage-1 pool of I3D shifts the later indices, so blocks are m
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
 
 from cozoo.weights.converters import CheckpointMismatchError, StateDict, register_converter
-
-BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
-Rules = Sequence[tuple[str, str]]
+from cozoo.weights.converters.keys import BN, Rules, map_keys, rename
 
 # Keys of one PyTorchVideo ResBlock, relative to the block -> keys of a cozoo bottleneck Residual.
 RES_BLOCK_RULES: Rules = (
@@ -24,32 +21,6 @@ RES_BLOCK_RULES: Rules = (
     (rf"branch2\.conv_b\.norm\.{BN}", r"branch.conv_b.bn.\1"),
 )
 STEM_RULES: Rules = ((r"conv\.weight", r"conv.weight"), (rf"norm\.{BN}", r"bn.\1"))
-
-
-def rename(key: str, rules: Rules) -> str | None:
-    """The first rule whose pattern matches all of ``key``, applied; ``None`` when none matches."""
-    for pattern, replacement in rules:
-        match = re.fullmatch(pattern, key)
-        if match:
-            return match.expand(replacement)
-    return None
-
-
-def map_keys(state_dict: StateDict, convert_key: Callable[[str], str | None], what: str) -> StateDict:
-    """Rename every key with ``convert_key``; keys it maps to ``None`` raise `CheckpointMismatchError`."""
-    out: StateDict = {}
-    unknown = []
-    for key, value in state_dict.items():
-        new = convert_key(key)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
-    if unknown:
-        raise CheckpointMismatchError(
-            f"unexpected keys for a {what} checkpoint ({len(unknown)}): {', '.join(sorted(unknown)[:20])}"
-        )
-    return out
 
 
 def convert_res_stage_key(key: str, prefix: str) -> str | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 from cozoo.weights.converters import StateDict, register_converter
-from cozoo.weights.converters.resnet3d import BN, STEM_RULES, convert_res_stage_key, map_keys, rename
+from cozoo.weights.converters.keys import BN, map_keys, rename
+from cozoo.weights.converters.resnet3d import STEM_RULES, convert_res_stage_key
 
 FUSE_RULES = ((r"conv_fast_to_slow\.weight", r"conv.weight"), (rf"norm\.{BN}", r"bn.\1"))
 

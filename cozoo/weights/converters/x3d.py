@@ -8,60 +8,36 @@ parameters and is not part of the cozoo model, which returns logits.
 
 from __future__ import annotations
 
-import re
-
 import torch
 
-from cozoo.weights.converters import CheckpointMismatchError, StateDict, register_converter
-
-_BN_BUFFERS = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+from cozoo.weights.converters import StateDict, register_converter
+from cozoo.weights.converters.keys import BN, Rules, map_keys, rename
 
 _BLOCK = r"blocks\.([1-4])\.res_blocks\.(\d+)\."  # stage index, block index
 
 # (pattern on the PyTorchVideo key, replacement giving the cozoo key); the first full match wins.
-_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), replacement)
-    for pattern, replacement in (
-        (r"blocks\.0\.conv\.conv_t\.weight", r"stem.conv_xy.weight"),
-        (r"blocks\.0\.conv\.conv_xy\.weight", r"stem.conv_t.weight"),
-        (rf"blocks\.0\.norm\.{_BN_BUFFERS}", r"stem.bn.\1"),
-        (_BLOCK + r"branch1_conv\.weight", r"stage\1.\2.shortcut.conv.weight"),
-        (_BLOCK + rf"branch1_norm\.{_BN_BUFFERS}", r"stage\1.\2.shortcut.bn.\3"),
-        (_BLOCK + r"branch2\.conv_([abc])\.weight", r"stage\1.\2.branch.conv_\3.weight"),
-        (_BLOCK + rf"branch2\.norm_([ac])\.{_BN_BUFFERS}", r"stage\1.\2.branch.bn_\3.\4"),
-        (_BLOCK + rf"branch2\.norm_b\.0\.{_BN_BUFFERS}", r"stage\1.\2.branch.bn_b.\3"),
-        (_BLOCK + r"branch2\.norm_b\.1\.block\.0\.(weight|bias)", r"stage\1.\2.branch.se.fc1.\3"),
-        (_BLOCK + r"branch2\.norm_b\.1\.block\.2\.(weight|bias)", r"stage\1.\2.branch.se.fc2.\3"),
-        (r"blocks\.5\.pool\.pre_conv\.weight", r"head.conv5.weight"),
-        (rf"blocks\.5\.pool\.pre_norm\.{_BN_BUFFERS}", r"head.bn5.\1"),
-        (r"blocks\.5\.pool\.post_conv\.weight", r"head.lin5.weight"),
-        (r"blocks\.5\.proj\.(weight|bias)", r"head.fc.\1"),
-    )
+_RULES: Rules = (
+    (r"blocks\.0\.conv\.conv_t\.weight", r"stem.conv_xy.weight"),
+    (r"blocks\.0\.conv\.conv_xy\.weight", r"stem.conv_t.weight"),
+    (rf"blocks\.0\.norm\.{BN}", r"stem.bn.\1"),
+    (_BLOCK + r"branch1_conv\.weight", r"stage\1.\2.shortcut.conv.weight"),
+    (_BLOCK + rf"branch1_norm\.{BN}", r"stage\1.\2.shortcut.bn.\3"),
+    (_BLOCK + r"branch2\.conv_([abc])\.weight", r"stage\1.\2.branch.conv_\3.weight"),
+    (_BLOCK + rf"branch2\.norm_([ac])\.{BN}", r"stage\1.\2.branch.bn_\3.\4"),
+    (_BLOCK + rf"branch2\.norm_b\.0\.{BN}", r"stage\1.\2.branch.bn_b.\3"),
+    (_BLOCK + r"branch2\.norm_b\.1\.block\.0\.(weight|bias)", r"stage\1.\2.branch.se.fc1.\3"),
+    (_BLOCK + r"branch2\.norm_b\.1\.block\.2\.(weight|bias)", r"stage\1.\2.branch.se.fc2.\3"),
+    (r"blocks\.5\.pool\.pre_conv\.weight", r"head.conv5.weight"),
+    (rf"blocks\.5\.pool\.pre_norm\.{BN}", r"head.bn5.\1"),
+    (r"blocks\.5\.pool\.post_conv\.weight", r"head.lin5.weight"),
+    (r"blocks\.5\.proj\.(weight|bias)", r"head.fc.\1"),
 )
-
-
-def _rename(key: str) -> str | None:
-    for pattern, replacement in _RULES:
-        if pattern.fullmatch(key):
-            return pattern.sub(replacement, key)
-    return None
 
 
 @register_converter("pytorchvideo", "x3d")
 def convert_pytorchvideo_x3d(state_dict: StateDict) -> StateDict:
     """Rename every key (unknown keys raise); BatchNorm counters missing from a checkpoint are set to 0."""
-    out: StateDict = {}
-    unknown = []
-    for key, value in state_dict.items():
-        new_key = _rename(key)
-        if new_key is None:
-            unknown.append(key)
-        else:
-            out[new_key] = value
-    if unknown:
-        raise CheckpointMismatchError(
-            f"unrecognised PyTorchVideo X3D keys ({len(unknown)}): {', '.join(sorted(unknown)[:20])}"
-        )
+    out = map_keys(state_dict, lambda key: rename(key, _RULES), "PyTorchVideo X3D")
     for key in [k for k in out if k.endswith(".running_mean")]:
         counter = key.replace(".running_mean", ".num_batches_tracked")
         out.setdefault(counter, torch.tensor(0, dtype=torch.long))
