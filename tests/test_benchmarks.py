@@ -21,13 +21,6 @@ def bench(monkeypatch: pytest.MonkeyPatch):
     return measure, peers, run
 
 
-@pytest.fixture()
-def one_thread():
-    """Timed loops of tiny ops on a shared machine: one intra-op thread avoids OpenMP barrier stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_budget_rejects_nonsense(bench) -> None:
