@@ -70,6 +70,11 @@ def test_stream_reports_frames_and_batches_parallel_streams():
     torch.testing.assert_close(single[-1].logits, predictions[-1].logits[1:], rtol=1e-4, atol=1e-5)
 
 
+def test_stream_rejects_training_mode():
+    with pytest.raises(ValueError, match="eval"):
+        cozoo.create_model("cox3d_xs").stream()
+
+
 def test_stream_rejects_regular_model():
     from cozoo.continual import Stream
 

@@ -103,7 +103,7 @@ def test_short_video_pads_with_its_last_frame(video: tuple[Path, list[str]]) -> 
 
 
 def test_stream_video_errors(tmp_path: Path) -> None:
-    streamer = VideoStreamer(to_continual(_tiny_late_fusion(), pool_window=8),
+    streamer = VideoStreamer(to_continual(_tiny_late_fusion(), pool_window=8).eval(),
                              frame_transform(get_config("late_fusion"), CROP))
     with pytest.raises(FileNotFoundError, match="not found"):
         list(stream_video(streamer, tmp_path / "absent.mp4"))

@@ -30,6 +30,11 @@ class Stream:
     def __init__(self, model: nn.Module) -> None:
         if not isinstance(model, ContinualModule):
             raise TypeError(f"{type(model).__name__} is not continual; convert it with to_continual()")
+        if model.training:
+            raise ValueError(
+                "model is in training mode: call model.eval() before streaming "
+                "(BatchNorm would normalise each frame with its own statistics)"
+            )
         self.model = model
         self.frames_seen = 0
         model.reset()
