@@ -80,3 +80,31 @@ def test_stream_rejects_regular_model():
 
     with pytest.raises(TypeError, match="to_continual"):
         Stream(cozoo.create_model("x3d_xs"))
+
+
+def test_zoo_model_streams_ten_thousand_frames_with_constant_state():
+    """cocnn_lstm (per-frame CNN, LSTM state) and colate_fusion (running average window): 10,000 frames,
+    the same state tensors throughout, outputs on every frame after warm-up."""
+    torch.manual_seed(0)
+    for name in ("cocnn_lstm", "colate_fusion"):
+        model = cozoo.create_model(name, num_classes=3).eval()
+        frames = torch.randn(50, 1, 3, 16, 16)
+        stream = model.stream()
+        outputs = 0
+        for t in range(10_000):
+            outputs += stream.push(frames[t % 50]) is not None
+            if t == 100:
+                before = _state_pointers(model)
+        assert _state_pointers(model) == before and before
+        assert outputs == 10_000 - model.first_output
+
+
+def _state_pointers(model: torch.nn.Module) -> list[tuple[int, int]]:
+    found = []
+    for module in model.modules():
+        for key in ("_state", "_hc", "_fifos"):
+            value = module.__dict__.get(key)
+            for tensor in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(tensor, torch.Tensor):
+                    found.append((tensor.data_ptr(), tensor.nbytes))
+    return found
