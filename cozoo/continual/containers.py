@@ -175,18 +175,19 @@ class AlignedMerge(ScheduledContainer, nn.Module):
         fifos = self.__dict__["_fifos"]
         if fifos is None:
             fifos = self.__dict__["_fifos"] = [None] * len(values)
+        trigger = alignment.trigger
         for i, value in enumerate(values):
-            if value is not None:
+            if value is not None and i != trigger:  # the trigger's own output is used as it comes
                 if fifos[i] is None:
                     fifos[i] = value.new_zeros(*value.shape[:2], alignment.lags[i] + 1, *value.shape[2:])
                 shift_in(fifos[i], value)
-        if values[alignment.trigger] is None:
+        if values[trigger] is None:
             return None
         seen = self.__dict__["_trigger_seen"]
         self.__dict__["_trigger_seen"] = seen + 1
-        if seen < alignment.starts[alignment.trigger]:
+        if seen < alignment.starts[trigger]:
             return None
-        return [fifo[:, :, 0] for fifo in fifos]
+        return [values[i] if i == trigger else fifo[:, :, 0] for i, fifo in enumerate(fifos)]
 
 
 class CoResidual(AlignedMerge):
