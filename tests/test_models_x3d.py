@@ -1,5 +1,6 @@
 import pytest
 import torch
+from helpers import randomise_batchnorm
 from pytorchvideo.models import hub
 from torch import nn
 
@@ -14,13 +15,7 @@ PUBLISHED_PARAMS_M = {"x3d_xs": 3.79, "x3d_s": 3.79, "x3d_m": 3.79, "x3d_l": 6.1
 def _reference(name: str) -> nn.Module:
     """PyTorchVideo's hub model with random weights and BN statistics, global pool and no softmax."""
     model = getattr(hub, name)(pretrained=False)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm3d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
+    randomise_batchnorm(model)
     head = model.blocks[5]
     head.pool.pool = nn.AdaptiveAvgPool3d(1)
     head.activation = None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import randomise_batchnorm
 from pytorchvideo.models import hub
 from torch import nn
 
@@ -26,13 +27,7 @@ def _reference() -> nn.Module:
     """PyTorchVideo's X3D-XS with random weights and non-trivial BatchNorm statistics."""
     torch.manual_seed(0)
     model = hub.x3d_xs(pretrained=False)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm3d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
+    randomise_batchnorm(model)
     return model.eval()
 
 
