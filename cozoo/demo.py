@@ -61,7 +61,7 @@ def _stream(model: torch.nn.Module, classes: list[str], config, folder: Path) ->
         if prediction is None:
             continue
         outputs.append(prediction.logits)
-        centre = (stream.frames_seen - 1 - model.delay) * data.sampling_rate
+        centre = prediction.centre_frame * data.sampling_rate
         probs = prediction.logits.softmax(-1)[0]
         label = classes[int(probs.argmax())]
         correct += label == truth[centre]

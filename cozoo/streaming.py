@@ -105,12 +105,12 @@ class VideoStreamer:
     @property
     def delay(self) -> int:
         """Model steps between a frame and the prediction centred on it."""
-        return int(self.model.delay)  # type: ignore[arg-type]
+        return self.stream.delay
 
     @property
     def first_output(self) -> int:
         """Model steps before the first prediction (warm-up)."""
-        return int(self.model.first_output)  # type: ignore[arg-type]
+        return self.stream.first_output
 
     def reset(self) -> None:
         self.stream.reset()

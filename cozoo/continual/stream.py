@@ -36,13 +36,12 @@ class Stream:
                 "(BatchNorm would normalise each frame with its own statistics)"
             )
         self.model = model
-        self.frames_seen = 0
-        model.reset()
+        self.reset()
 
     @property
     def warm(self) -> bool:
         """Whether the model has produced its first output."""
-        return self.frames_seen > self.model.first_output
+        return self.frames_seen > self.first_output
 
     @torch.no_grad()
     def push(self, frame: torch.Tensor) -> Prediction | None:
@@ -51,8 +50,12 @@ class Stream:
         self.frames_seen += 1
         if out is None:
             return None
-        return Prediction(out, index, index - self.model.delay)
+        return Prediction(out, index, index - self.delay)
 
     def reset(self) -> None:
+        """Start a new stream. The model's schedule is read here, once: a container derives it by walking
+        all its layers, which is too slow to repeat on every frame."""
         self.model.reset()
         self.frames_seen = 0
+        self.delay: int = self.model.delay
+        self.first_output: int = self.model.first_output
