@@ -14,7 +14,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
-SERIES = (("step", "step (eager)", "o"), ("step_graph", "step (CUDA graphs)", "s"))
+# (speed-up key in the results, label, marker): left panel against the regular model, right against the peer
+CLIP_SERIES = (
+    ("step_vs_clip", "step (eager) vs clip (eager)", "o"),
+    ("step_graph_vs_clip", "step (CUDA graphs) vs clip (eager)", "s"),
+    ("step_graph_vs_clip_graph", "step (CUDA graphs) vs clip (CUDA graph)", "^"),
+)
+PEER_SERIES = (("step_vs_peer", "step (eager)"), ("step_graph_vs_peer", "step (CUDA graphs)"))
 
 
 def plot_results(result: dict[str, Any], path: Path) -> Path:
@@ -25,9 +31,9 @@ def plot_results(result: dict[str, Any], path: Path) -> Path:
     top = max(reductions, default=1.0) * 1.1
     left.plot([1, top], [1, top], color="grey", lw=1, label="y = FLOPs reduction")
     left.plot([1, top], [0.5, top / 2], color="grey", lw=1, ls="--", label="target: y = reduction / 2")
-    for mode, label, marker in SERIES:
-        points = [(entry["flops"]["reduction"], entry["speedup"][f"{mode}_vs_clip"], name)
-                  for name, entry in models.items() if f"{mode}_vs_clip" in entry["speedup"]]
+    for key, label, marker in CLIP_SERIES:
+        points = [(entry["flops"]["reduction"], entry["speedup"][key], name)
+                  for name, entry in models.items() if key in entry["speedup"]]
         if not points:
             continue
         left.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=label, zorder=3)
@@ -38,13 +44,12 @@ def plot_results(result: dict[str, Any], path: Path) -> Path:
     for axis in (left.xaxis, left.yaxis):
         axis.set_major_formatter(ScalarFormatter())
     left.set_xlabel("FLOPs reduction (regular GMACs per clip / continual GMACs per frame)")
-    left.set_ylabel("speed-up over regular model on a sliding clip (latency, batch 1)")
+    left.set_ylabel("speed-up over the regular model on a sliding clip (latency, batch 1)")
     left.grid(True, which="both", alpha=0.3)
     left.legend(fontsize=8)
 
     names = list(models)
-    bars = [(mode, label, [models[n]["speedup"].get(f"{mode}_vs_peer") for n in names])
-            for mode, label, _ in SERIES]
+    bars = [(key, label, [models[n]["speedup"].get(key) for n in names]) for key, label in PEER_SERIES]
     bars = [(mode, label, values) for mode, label, values in bars if any(v is not None for v in values)]
     width = 0.8 / max(len(bars), 1)
     for k, (_, label, values) in enumerate(bars):

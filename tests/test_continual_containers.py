@@ -61,13 +61,14 @@ def test_residual_outputs_arrive_when_schedule_says():
     assert co.delay == co.receptive_field - co.temporal_padding - 1
 
 
-def test_shortcut_fifo_holds_lag_plus_one_frames():
+def test_shortcut_fifo_holds_lag_frames_and_is_read_before_its_push():
     torch.manual_seed(0)
     co = to_continual(_block([3, 3], 1, 2))
     assert isinstance(co, CoResidual)
+    assert co.alignment.read_first == [False, True]
     for _ in range(10):
         co.forward_step(torch.randn(1, 2, 3, 3))
-    assert co._fifos[1].shape[2] == co.alignment.lags[1] + 1 == 3
+    assert co._fifos[1].shape[2] == co.alignment.lags[1] == co.alignment.fifo_depth(1) == 2
 
 
 def _state_tensors(model: nn.Module) -> list[torch.Tensor]:

@@ -270,7 +270,12 @@ def pad_to_length(x: torch.Tensor, length: int) -> tuple[torch.Tensor, bool]:
 
 
 def shift_in(buffer: torch.Tensor, frame: torch.Tensor) -> None:
-    """In place: drop the oldest entry on dim 2 of ``buffer`` and append ``frame`` as the newest."""
-    if buffer.shape[2] > 1:
-        buffer[:, :, :-1] = buffer[:, :, 1:].clone()
-    buffer[:, :, -1] = frame
+    """In place: drop the oldest entry on dim 2 of ``buffer`` and append ``frame`` as the newest.
+
+    Two kernels (one for a single-entry buffer): the shifted window is built by one concatenation and
+    copied back; a step's cost on a GPU at batch 1 is mostly its kernel count.
+    """
+    if buffer.shape[2] == 1:
+        buffer[:, :, 0] = frame
+    else:
+        buffer.copy_(torch.cat((buffer[:, :, 1:], frame.unsqueeze(2)), dim=2))

@@ -8,7 +8,7 @@ crops, in step mode as FIFOs of the last ``lag + 1`` outputs of each path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -123,6 +123,11 @@ class Alignment:
             self.trigger = max(range(len(paths)), key=lambda i: emitted[i])
             self.starts = [j0 - p.skip for p in paths]
             self.lags = [(emitted[self.trigger] - e) // top for e in emitted]
+            # A delayed path that emits on every step the trigger emits is read before its push.
+            self.read_first = [
+                lag > 0 and (emitted[self.trigger] - e) % top == 0
+                for lag, e in zip(self.lags, emitted, strict=True)
+            ]
             first, skip = emitted[self.trigger], j0
         else:
             self.trigger = strides.index(top)
@@ -131,10 +136,15 @@ class Alignment:
             first = trigger.first + warm * top
             self.starts = [(first - p.first) // p.stride for p in paths]
             self.lags = [0] * len(paths)
+            self.read_first = [False] * len(paths)
             skip = trigger.skip + warm
         self.paths = list(paths)
         widest = max(paths, key=lambda p: p.receptive_field)
         self.output = Schedule(first, top, skip, widest.receptive_field, widest.padding)
+
+    def fifo_depth(self, path: int) -> int:
+        """Step-mode FIFO length of a non-trigger path: ``lag`` if read before its push, else ``lag + 1``."""
+        return self.lags[path] + (0 if self.read_first[path] else 1)
 
     def crop(self, outputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Clip mode: the elements of each path's outputs that pair up, in order."""
@@ -169,25 +179,37 @@ class AlignedMerge(ScheduledContainer, nn.Module):
         self.__dict__["_fifos"] = None
         self.__dict__["_trigger_seen"] = 0
 
-    def _push(self, values: Sequence[torch.Tensor | None]) -> list[torch.Tensor] | None:
-        """Step mode: store each path's new output; the paired elements once the trigger path emits."""
+    def _merge_step(
+        self, values: Sequence[torch.Tensor | None], combine: Callable[[list[torch.Tensor]], torch.Tensor]
+    ) -> torch.Tensor | None:
+        """Step mode: store each path's new output; once the trigger path emits, ``combine`` the paired
+        elements. A FIFO whose path emits on every trigger step is read before this step's value enters
+        it (``lag`` slots, one copy per step for lag 1); others hold ``lag + 1`` and are read after."""
         alignment = self.alignment
         fifos = self.__dict__["_fifos"]
         if fifos is None:
             fifos = self.__dict__["_fifos"] = [None] * len(values)
         trigger = alignment.trigger
+        deferred = []
         for i, value in enumerate(values):
-            if value is not None and i != trigger:  # the trigger's own output is used as it comes
-                if fifos[i] is None:
-                    fifos[i] = value.new_zeros(*value.shape[:2], alignment.lags[i] + 1, *value.shape[2:])
+            if value is None or i == trigger:  # the trigger's own output is used as it comes
+                continue
+            if fifos[i] is None:
+                depth = alignment.fifo_depth(i)
+                fifos[i] = value.new_zeros(*value.shape[:2], depth, *value.shape[2:])
+            if alignment.read_first[i]:
+                deferred.append(i)
+            else:
                 shift_in(fifos[i], value)
-        if values[trigger] is None:
-            return None
-        seen = self.__dict__["_trigger_seen"]
-        self.__dict__["_trigger_seen"] = seen + 1
-        if seen < alignment.starts[trigger]:
-            return None
-        return [values[i] if i == trigger else fifo[:, :, 0] for i, fifo in enumerate(fifos)]
+        out = None
+        if values[trigger] is not None:
+            seen = self.__dict__["_trigger_seen"]
+            self.__dict__["_trigger_seen"] = seen + 1
+            if seen >= alignment.starts[trigger]:
+                out = combine([values[i] if i == trigger else fifo[:, :, 0] for i, fifo in enumerate(fifos)])
+        for i in deferred:  # after `combine` has read (enqueued its reads of) the oldest element
+            shift_in(fifos[i], values[i])
+        return out
 
 
 class CoResidual(AlignedMerge):
@@ -228,8 +250,7 @@ class CoResidual(AlignedMerge):
     def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
         main = self.branch._step(frame)
         skip = frame if self.shortcut is None else self.shortcut._step(frame)
-        paired = self._push([main, skip])
-        if paired is None:
-            return None
-        out = paired[0] + paired[1]
-        return out if self.activation is None else self.activation._step(out)
+        out = self._merge_step([main, skip], lambda paired: paired[0] + paired[1])
+        if out is None or self.activation is None:
+            return out
+        return self.activation._step(out)

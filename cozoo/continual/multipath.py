@@ -88,8 +88,7 @@ class CoFuseFastToSlow(AlignedMerge):
             lateral = self.conv._step(fast)
             if lateral is not None:
                 lateral = self.activation._step(self.bn._step(lateral))
-        paired = self._push([slow, lateral])
-        return [None if paired is None else torch.cat(paired, dim=1), fast]
+        return [self._merge_step([slow, lateral], lambda paired: torch.cat(paired, dim=1)), fast]
 
 
 class CoConcatPathways(AlignedMerge):
@@ -111,8 +110,7 @@ class CoConcatPathways(AlignedMerge):
         return torch.cat(xs, dim=1)
 
     def _step(self, frames):  # type: ignore[override]
-        paired = self._push(frames)
-        return None if paired is None else torch.cat(paired, dim=1)
+        return self._merge_step(frames, lambda paired: torch.cat(paired, dim=1))
 
 
 @register_continual(SplitPathways)
