@@ -19,8 +19,14 @@ CLIP_SERIES = (
     ("step_vs_clip", "step (eager) vs clip (eager)", "o"),
     ("step_graph_vs_clip", "step (CUDA graphs) vs clip (eager)", "s"),
     ("step_graph_vs_clip_graph", "step (CUDA graphs) vs clip (CUDA graph)", "^"),
+    ("step_graph_compiled_vs_clip", "step (compiled + CUDA graphs) vs clip (eager)", "D"),
+    ("step_graph_compiled_vs_clip_graph", "step (compiled + CUDA graphs) vs clip (CUDA graph)", "v"),
 )
-PEER_SERIES = (("step_vs_peer", "step (eager)"), ("step_graph_vs_peer", "step (CUDA graphs)"))
+PEER_SERIES = (
+    ("step_vs_peer", "step (eager)"),
+    ("step_graph_vs_peer", "step (CUDA graphs)"),
+    ("step_graph_compiled_vs_peer", "step (compiled + CUDA graphs)"),
+)
 
 
 def plot_results(result: dict[str, Any], path: Path) -> Path:

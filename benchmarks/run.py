@@ -4,6 +4,8 @@ For each model, on one device, in one run:
 
 * (a) ``step``: our continual model's ``forward_step``, one frame at a time (eager PyTorch);
 * ``step_graph`` (CUDA only): the same steps replayed as CUDA graphs (`cozoo.continual.CudaGraphStepper`);
+* ``step_graph_compiled`` (CUDA, ``--compile``): the step compiled by TorchInductor, then replayed as CUDA
+  graphs (``CudaGraphStepper(compile=True)``); compiled per batch size, so only at ``--compile-batches``;
 * (b) ``clip``: the regular model re-run on the sliding clip of its last ``frames`` frames, per frame;
 * ``clip_graph`` (CUDA only): the same clip forward replayed as one CUDA graph (launch overhead removed
   from the baseline too, so the step-vs-clip ratio is not flattered by the baseline's Python overhead);
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch._dynamo
 from torch import nn
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable from the repository root
@@ -56,8 +59,8 @@ from cozoo.flops import convention, count_flops  # noqa: E402
 from cozoo.registry import get_config  # noqa: E402
 
 DEFAULT_MODELS = ("x3d_xs", "x3d_s", "x3d_m", "x3d_l", "i3d_r50", "slow_r50", "slowfast_r50", "r2plus1d_18")
-MODES = ("step", "step_graph", "clip", "clip_graph", "peer")
-GRAPH_MODES = ("step_graph", "clip_graph")
+MODES = ("step", "step_graph", "step_graph_compiled", "clip", "clip_graph", "peer")
+GRAPH_MODES = ("step_graph", "step_graph_compiled", "clip_graph")
 DISTINCT_FRAMES = 2  # frames cycled through while stepping (inputs need not be realistic, only fresh)
 
 
@@ -73,6 +76,8 @@ class Settings:
     check_crop: int  # 0 skips the equivalence check
     peer: bool
     note: str
+    compile_batches: tuple[int, ...] = ()  # batch sizes of step_graph_compiled
+    compile_models: tuple[str, ...] = ()  # models timed in step_graph_compiled (compiling takes a while)
 
 
 # -- one model -----------------------------------------------------------------------------------------------
@@ -106,18 +111,20 @@ class Runner:
             assert self.peer is not None
             peers.reset_peer(self.peer)
             step = self.peer.forward_step  # type: ignore[assignment]
-        elif mode == "step_graph":
-            stepper = CudaGraphStepper(self.ours, frames[0])
+        elif mode in ("step_graph", "step_graph_compiled"):
+            stepper = CudaGraphStepper(self.ours, frames[0], compile=mode == "step_graph_compiled")
             step = stepper.step
         else:
             raise ValueError(f"unknown mode {mode!r}")
-        for i in range(self.settle + (1 if mode == "step_graph" else 0)):
+        warmup = stepper.warmup + 1 if mode.startswith("step_graph") else self.settle  # +1: the capture
+        for i in range(warmup):
             step(frames[i % DISTINCT_FRAMES])
         return lambda i: step(frames[i % DISTINCT_FRAMES])
 
     def release(self) -> None:
         """Drop stream state (and CUDA graph pools) between measurements."""
         self.ours.reset()  # type: ignore[operator]
+        torch._dynamo.reset()  # compiled steps guard on this model instance and batch size
         if self.peer is not None:
             peers.reset_peer(self.peer)
         if self.device.type == "cuda":
@@ -142,7 +149,7 @@ def capture_graph(fn: Callable[[], object]) -> Callable[[], None]:
 def benchmark_mode(runner: Runner, mode: str, settings: Settings) -> dict[str, Any]:
     """Latency at batch 1, frames/s and peak memory at every batch size, for one mode."""
     out: dict[str, Any] = {"frames_per_s": {}, "peak_memory_mib": {}}
-    for batch in settings.batches:
+    for batch in settings.compile_batches if mode == "step_graph_compiled" else settings.batches:
         try:
             latency, fps, peak = _measure_batch(runner, mode, batch, settings)
         except torch.OutOfMemoryError as error:
@@ -225,14 +232,15 @@ def speedups(modes: dict[str, dict[str, Any]], reduction: float) -> dict[str, An
         return modes.get(mode, {}).get("latency_ms")
 
     out: dict[str, Any] = {}
-    for fast in ("step", "step_graph"):
+    for fast in ("step", "step_graph", "step_graph_compiled"):
         for slow in ("clip", "clip_graph", "peer"):
             a, b = latency(fast), latency(slow)
             if a and b:
                 out[f"{fast}_vs_{slow}"] = b / a
-    best = max((out.get(f"{m}_vs_clip", 0.0) for m in ("step", "step_graph")), default=0.0)
+    fast_modes = ("step", "step_graph", "step_graph_compiled")
+    best = max((out.get(f"{m}_vs_clip", 0.0) for m in fast_modes), default=0.0)
     out["best_step_vs_clip_over_flops_reduction"] = best / reduction if best else None
-    peer_ratios = [out[f"{m}_vs_peer"] for m in ("step", "step_graph") if f"{m}_vs_peer" in out]
+    peer_ratios = [out[f"{m}_vs_peer"] for m in fast_modes if f"{m}_vs_peer" in out]
     out["faster_than_peer"] = max(peer_ratios) > 1 if peer_ratios else None
     return out
 
@@ -258,7 +266,8 @@ def benchmark_model(name: str, settings: Settings, device: torch.device, log: Ca
     runner = Runner(regular, ours, peer, frames, crop, device)
     entry["modes"] = {}
     for mode in MODES:
-        if (mode in GRAPH_MODES and device.type != "cuda") or (mode == "peer" and peer is None):
+        if ((mode in GRAPH_MODES and device.type != "cuda") or (mode == "peer" and peer is None)
+                or (mode == "step_graph_compiled" and name not in settings.compile_models)):
             continue
         t0 = time.perf_counter()
         try:
@@ -370,6 +379,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
     parser.add_argument("--check-crop", type=int, default=64,
                         help="frame size of the float64 step-output check against the peer (0: skip)")
     parser.add_argument("--no-peer", action="store_true", help="skip continual-inference (c)")
+    parser.add_argument("--compile", action="store_true",
+                        help="CUDA: also time step_graph_compiled (TorchInductor; compiles per batch size)")
+    parser.add_argument("--compile-models", help="comma-separated models for --compile (default: all)")
+    parser.add_argument("--compile-batches", type=_ints, default=(1,),
+                        help="batch sizes of step_graph_compiled")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--note", default="", help="free text stored with the settings")
@@ -379,6 +393,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
     for name in models:
         get_config(name)  # unknown names fail here, with suggestions
         get_config(f"co{name}")
+    compiled = tuple(m for m in (args.compile_models or args.models).split(",") if m) if args.compile else ()
+    if not set(compiled) <= set(models):
+        parser.error(f"--compile-models {sorted(set(compiled) - set(models))} are not in --models")
     for flag in ("crop", "frames", "threads"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -390,6 +407,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
         latency=Budget(warmup=args.warmup, min_iters=3, max_iters=args.iters, seconds=args.seconds),
         throughput=Budget(warmup=1, min_iters=2, max_iters=args.iters, seconds=args.seconds),
         check_crop=args.check_crop, peer=not args.no_peer, note=args.note,
+        compile_batches=args.compile_batches if compiled else (), compile_models=compiled,
     )
     return settings, args.out, not args.no_plot
 

@@ -1,13 +1,15 @@
 """CUDA: every continual model's clip mode == its eager steps == its CUDA-graph replays (needs a GPU)."""
 
+import copy
 from collections.abc import Iterator
 
 import pytest
 import torch
 from helpers import randomise_batchnorm
+from torch import nn
 
 import cozoo
-from cozoo.continual import CudaGraphStepper
+from cozoo.continual import CudaGraphStepper, to_continual
 from cozoo.continual.fuse import fuse_conv_bn
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
@@ -93,5 +95,59 @@ def test_graph_stepper_restarts_cleanly_on_a_new_stream(exact_float32):
         clip = model(frames)
     assert len(first) == len(second)
     emitted = [out for out in second if out is not None]
+    scale = clip.abs().max().item()
+    torch.testing.assert_close(torch.stack(emitted, dim=2), clip, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_step_traces_as_one_graph_with_periodic_guards():
+    """The CUDA fast path compiles ``_step`` with ``fullgraph=True``: no graph breaks, and the modules' Python
+    state (step counters) is periodic in steady state, so a stride-2 network compiles once per phase. The
+    ``aot_eager`` backend checks tracing and the functionalised in-place state updates without codegen."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv3d(2, 4, (3, 3, 3), padding=(1, 1, 1)), nn.BatchNorm3d(4), nn.ReLU(),
+        nn.Conv3d(4, 2, (3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0)),  # pre-cached, strided
+        nn.Conv3d(2, 6, (2, 1, 1)), nn.AvgPool3d((2, 1, 1), stride=1),  # post-cached (C_in < C_out)
+        nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(6, 3),
+    ).eval()
+    model = to_continual(net, pool_window=4).eval()
+    reference = copy.deepcopy(model)
+    assert model.stride == 2
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(model._step, backend="aot_eager", dynamic=False, fullgraph=True)
+    frames = torch.randn(1, 2, model.first_output + 12, 5, 5)
+    with torch.no_grad():
+        for t in range(frames.shape[2]):
+            frame = frames[:, :, t]
+            expected = reference.forward_step(frame)
+            got = model.forward_step(frame) if t < model.first_output + model.stride else compiled(frame)
+            assert (got is None) == (expected is None)
+            if got is not None:
+                torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert counters["stats"]["unique_graphs"] == model.stride
+    assert not counters["graph_break"]
+    torch._dynamo.reset()
+
+
+@needs_cuda
+def test_compiled_graph_replays_equal_clip(exact_float32):
+    torch.manual_seed(0)
+    model = cozoo.create_model("cox3d_xs", num_classes=5)
+    randomise_batchnorm(model)
+    model = model.cuda().eval()
+    frames = torch.randn(2, 3, model.first_output + 2 * model.stride + 4, 32, 32, device="cuda")
+    with torch.no_grad():
+        clip = model(frames)
+        stepper = CudaGraphStepper(model, frames[:, :, 0], compile=True)
+        emitted = []
+        for t in range(frames.shape[2]):
+            out = stepper.step(frames[:, :, t])
+            if out is not None:
+                emitted.append(out.clone())
+    assert stepper.captured
     scale = clip.abs().max().item()
     torch.testing.assert_close(torch.stack(emitted, dim=2), clip, rtol=1e-4, atol=1e-4 * scale)

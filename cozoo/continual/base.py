@@ -253,6 +253,13 @@ def emits(step: int, first_output: int, stride: int) -> bool:
     return step >= first_output and (step - first_output) % stride == 0
 
 
+def advance(step: int, first_output: int, stride: int) -> int:
+    """The step counter after ``step``: once past the first output it cycles through one stride period
+    (emission depends only on the phase), so a module's Python state is periodic in steady state."""
+    step += 1
+    return step - stride if step >= first_output + stride else step
+
+
 def first_window(skip: int, padding: int, stride: int) -> tuple[int, int]:
     """For a layer whose input lost its first ``skip`` source elements: the input index where the
     first padding-free source window starts, and the source index of that output (= outputs dropped)."""

@@ -204,7 +204,7 @@ class AlignedMerge(ScheduledContainer, nn.Module):
         out = None
         if values[trigger] is not None:
             seen = self.__dict__["_trigger_seen"]
-            self.__dict__["_trigger_seen"] = seen + 1
+            self.__dict__["_trigger_seen"] = min(seen + 1, alignment.starts[trigger])  # saturates
             if seen >= alignment.starts[trigger]:
                 out = combine([values[i] if i == trigger else fifo[:, :, 0] for i, fifo in enumerate(fifos)])
         for i in deferred:  # after `combine` has read (enqueued its reads of) the oldest element

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cozoo.continual.base import WindowedLayer, emits, pad_to_length, shift_in
+from cozoo.continual.base import WindowedLayer, advance, emits, pad_to_length, shift_in
 
 CacheForm = Literal["auto", "pre", "post"]
 
@@ -98,7 +98,7 @@ class CoConv3d(WindowedLayer, nn.Module):
 
     def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
         step = self._steps
-        self._steps += 1
+        self._steps = advance(step, self.first_output, self.stride_t)
         emit = emits(step, self.first_output, self.stride_t)
         if self.cache == "pre" or self.receptive_field == 1:
             return self._step_pre(frame, emit)
@@ -118,8 +118,8 @@ class CoConv3d(WindowedLayer, nn.Module):
         channel c*K_T + j holding tap K_T-1-j of channel c (keeps grouped-conv channel groups intact).
         """
         w = self.weight
-        if torch.is_grad_enabled() and w.requires_grad:
-            return _layout(w, form)
+        if (torch.is_grad_enabled() and w.requires_grad) or torch.compiler.is_compiling():
+            return _layout(w, form)  # traced: the compiler folds or fuses the relayout
         key = (form, w.data_ptr(), w._version, w.dtype, w.device)
         cache = self.__dict__.setdefault("_derived", {})
         if cache.get(form, (None,))[0] != key:

@@ -5,6 +5,11 @@ temporal strides: with overall stride P, steps t and t + P run the same kernels 
 lives in buffers allocated once and updated in place; no data-dependent branching). `CudaGraphStepper`
 therefore steps the model eagerly until it is in steady state, then captures P graphs, one per phase,
 and replays them cyclically.
+
+With ``compile=True`` the step is first compiled with ``torch.compile(fullgraph=True)`` (TorchInductor), which
+fuses the pointwise work around the convolutions (BatchNorm, activations, residual adds, state copies) into
+fewer kernels; at batch 1 a step's time on a GPU is mostly its kernel count. Compiling costs tens of seconds
+on the first steps of each new frame shape.
 """
 
 from __future__ import annotations
@@ -20,17 +25,21 @@ class CudaGraphStepper:
 
     The returned tensor is a static output buffer: it is overwritten at the next step of the same phase
     (clone it to keep it). Creating a stepper resets the model; use one stepper per stream.
+    ``compile=True`` compiles the step (TorchInductor) before capturing it: fewer, fused kernels.
     """
 
-    def __init__(self, model: nn.Module, example_frame: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, example_frame: torch.Tensor, compile: bool = False) -> None:
         if not isinstance(model, ContinualModule):
             raise TypeError(f"{type(model).__name__} is not a continual model")
         if not example_frame.is_cuda:
             raise ValueError("CudaGraphStepper needs a CUDA frame (and model); CPU steps run eagerly")
         self.model = model
         self.period = model.stride
-        # Eager steps until every module has emitted and allocated its state (steady state).
-        self.warmup = model.first_output + self.period
+        # Eager steps until every module has emitted and allocated its state (steady state); with
+        # `compile`, one more period of compiled steps compiles every phase before capture.
+        self._eager_steps = model.first_output + self.period
+        self.warmup = self._eager_steps + (self.period if compile else 0)
+        self._step_fn = torch.compile(model._step, dynamic=False, fullgraph=True) if compile else model._step
         self._static_in = example_frame.clone()
         self._graphs: list[torch.cuda.CUDAGraph] = []
         self._outputs: list[torch.Tensor | None] = []
@@ -46,7 +55,10 @@ class CudaGraphStepper:
     def step(self, frame: torch.Tensor) -> torch.Tensor | None:
         if not self._graphs and self._steps < self.warmup:
             self._steps += 1
-            return self.model.forward_step(frame)
+            if self._steps <= self._eager_steps:
+                return self.model.forward_step(frame)
+            self.model._check_frame(frame)  # type: ignore[attr-defined]
+            return self._step_fn(frame)
         if not self._graphs:
             self._capture()
         self._static_in.copy_(frame)
@@ -63,7 +75,7 @@ class CudaGraphStepper:
         for _ in range(self.period):
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):
-                out = model._step(self._static_in)  # type: ignore[attr-defined]
+                out = self._step_fn(self._static_in)
             pool = graph.pool()
             self._graphs.append(graph)
             self._outputs.append(out)

@@ -6,7 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cozoo.continual.base import ContinualModule, Schedule, WindowedLayer, emits, pad_to_length, shift_in
+from cozoo.continual.base import (
+    ContinualModule,
+    Schedule,
+    WindowedLayer,
+    advance,
+    emits,
+    pad_to_length,
+    shift_in,
+)
 
 
 def _triple(value: int | tuple[int, ...]) -> tuple[int, int, int]:
@@ -48,7 +56,7 @@ class _CoPool3d(WindowedLayer, nn.Module):
 
     def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
         emit = emits(self._steps, self.first_output, self.stride_t)
-        self._steps += 1
+        self._steps = advance(self._steps, self.first_output, self.stride_t)
         if self.kernel_t == 1:
             return self._pool(frame.unsqueeze(2), 1, 0).squeeze(2) if emit else None
         if self._state is None:
@@ -142,7 +150,7 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
 
     def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
         emit = self._steps >= self.window - 1
-        self._steps += 1
+        self._steps = advance(self._steps, self.window - 1, 1)
         if self._state is None:
             self._state = frame.new_zeros(frame.shape[0], frame.shape[1], self.window)
         shift_in(self._state, frame.mean(dim=(2, 3)))
