@@ -72,8 +72,9 @@ def plot_results(result: dict[str, Any], path: Path) -> Path:
 
     device = result["device"]
     crop = result["settings"].get("crop") or "test crop"
+    runs = f", {len(result['runs'])} runs merged (see JSON)" if "runs" in result else ""
     fig.suptitle(f"{device.get('name', device['type'])} ({device['type']}), crop {crop}, "
-                 f"{result['date'][:10]}", fontsize=10)
+                 f"{result['date'][:10]}{runs}", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

@@ -90,6 +90,7 @@ class Runner:
         self.frames, self.crop, self.device = frames, crop, device
         self.period = int(ours.stride)  # type: ignore[arg-type]
         self.settle = int(ours.first_output) + self.period  # type: ignore[arg-type]
+        self.replay_check: dict[str, float] = {}  # graph mode -> max relative diff of replays vs eager steps
 
     def _frames(self, batch: int) -> list[torch.Tensor]:
         shape = (batch, 3, self.crop, self.crop)
@@ -113,11 +114,11 @@ class Runner:
             step = self.peer.forward_step  # type: ignore[assignment]
         elif mode in ("step_graph", "step_graph_compiled"):
             stepper = CudaGraphStepper(self.ours, frames[0], compile=mode == "step_graph_compiled")
-            step = stepper.step
+            self.replay_check[mode] = replay_vs_eager(stepper, frames)
+            return lambda i: stepper.step(frames[i % DISTINCT_FRAMES])
         else:
             raise ValueError(f"unknown mode {mode!r}")
-        warmup = stepper.warmup + 1 if mode.startswith("step_graph") else self.settle  # +1: the capture
-        for i in range(warmup):
+        for i in range(self.settle):
             step(frames[i % DISTINCT_FRAMES])
         return lambda i: step(frames[i % DISTINCT_FRAMES])
 
@@ -129,6 +130,21 @@ class Runner:
             peers.reset_peer(self.peer)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def replay_vs_eager(stepper: CudaGraphStepper, frames: list[torch.Tensor]) -> float:
+    """Steps ``stepper`` (fresh) through warm-up, capture and one period of replays beside an eager copy of
+    its model fed the same frames; the largest relative difference of the replayed outputs."""
+    reference = copy.deepcopy(stepper.model)
+    worst = 0.0
+    for i in range(stepper.warmup + 1 + stepper.period):
+        frame = frames[i % DISTINCT_FRAMES]
+        out, expected = stepper.step(frame), reference.forward_step(frame)  # type: ignore[operator]
+        if i >= stepper.warmup and expected is not None:
+            scale = expected.abs().max().clamp_min(1e-12)
+            worst = max(worst, ((out - expected).abs().max() / scale).item())
+    del reference
+    return worst
 
 
 def capture_graph(fn: Callable[[], object]) -> Callable[[], None]:
@@ -162,6 +178,8 @@ def benchmark_mode(runner: Runner, mode: str, settings: Settings) -> dict[str, A
             out["latency_ms"] = latency.median_ms
         out["frames_per_s"][str(batch)] = asdict(fps)
         out["peak_memory_mib"][str(batch)] = peak
+        if mode in runner.replay_check:
+            out.setdefault("replay_vs_eager_max_rel_diff", {})[str(batch)] = runner.replay_check.pop(mode)
     return out
 
 

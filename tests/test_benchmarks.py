@@ -125,3 +125,27 @@ def test_missing_peer_library_is_reported(bench, monkeypatch: pytest.MonkeyPatch
     model, entry = run.peer_entry(_tiny_regular(), nn.Identity(), 8, _smoke_settings(run, True),
                                   torch.device("cpu"))
     assert model is None and not entry["supported"] and "not installed" in entry["reason"]
+
+
+def test_merge_keeps_each_models_latest_run_and_says_which(bench, tmp_path: Path) -> None:
+    from benchmarks import merge
+
+    def fake_run(date: str, models: dict[str, float]) -> dict:
+        entries = {name: {"flops": {"reduction": 4.0}, "speedup": {"step_vs_clip": value}, "peer": {}}
+                   for name, value in models.items()}
+        return {"date": date, "device": {"type": "cuda", "name": "GPU"}, "versions": {}, "settings": {},
+                "models": entries}
+
+    first, second = fake_run("2026-01-01", {"a": 1.0, "b": 2.0}), fake_run("2026-01-02", {"b": 3.0})
+    paths = []
+    for name, result in (("one.json", first), ("two.json", second)):
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps(result))
+    merge.main([str(tmp_path / "merged.json"), *map(str, paths)])
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert merged["models"]["a"]["run"] == "one.json" and merged["models"]["b"]["run"] == "two.json"
+    assert merged["models"]["b"]["speedup"]["step_vs_clip"] == 3.0
+    assert [r["models"] for r in merged["runs"]] == [["a", "b"], ["b"]]
+    assert (tmp_path / "merged.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="different device types"):
+        merge.merge_runs([("cpu", {**first, "device": {"type": "cpu"}}), ("gpu", second)])

@@ -38,9 +38,18 @@ def test_regular_model_is_refused():
         CudaGraphStepper(cozoo.create_model("x3d_xs"), torch.randn(1, 3, 32, 32))
 
 
-def _graph_steps(model: torch.nn.Module, frames: torch.Tensor) -> list[torch.Tensor | None]:
+def _cuda_model(name: str, **kwargs) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = cozoo.create_model(name, num_classes=5, **kwargs)
+    randomise_batchnorm(model)
+    return model.cuda().eval()
+
+
+def _graph_steps(
+    model: torch.nn.Module, frames: torch.Tensor, compile: bool = False
+) -> list[torch.Tensor | None]:
     """Each replay's output is a static buffer that the next replay of its phase overwrites: copy it."""
-    stepper = CudaGraphStepper(model, frames[:, :, 0])
+    stepper = CudaGraphStepper(model, frames[:, :, 0], compile=compile)
     outputs = []
     for t in range(frames.shape[2]):
         out = stepper.step(frames[:, :, t])
@@ -52,11 +61,7 @@ def _graph_steps(model: torch.nn.Module, frames: torch.Tensor) -> list[torch.Ten
 @needs_cuda
 @pytest.mark.parametrize("name", CONTINUAL)
 def test_clip_equals_eager_steps_equals_graph_replays(name, exact_float32):
-    torch.manual_seed(0)
-    window = 16 if name.endswith("_64") else None
-    model = cozoo.create_model(name, num_classes=5, **({"pool_window": window} if window else {}))
-    randomise_batchnorm(model)
-    model = model.cuda().eval()
+    model = _cuda_model(name, **({"pool_window": 16} if name.endswith("_64") else {}))
     size = FRAME_SIZE.get(name, 32)
     frames = torch.randn(2, 3, model.first_output + 4 * model.stride + 3, size, size, device="cuda")
     with torch.no_grad():
@@ -72,10 +77,7 @@ def test_clip_equals_eager_steps_equals_graph_replays(name, exact_float32):
 
 @needs_cuda
 def test_graph_replays_of_fused_model_equal_unfused_clip(exact_float32):
-    torch.manual_seed(0)
-    model = cozoo.create_model("cox3d_s", num_classes=5)
-    randomise_batchnorm(model)
-    model = model.cuda().eval()
+    model = _cuda_model("cox3d_s")
     frames = torch.randn(1, 3, model.first_output + 5, 32, 32, device="cuda")
     with torch.no_grad():
         clip = model(frames)
@@ -86,8 +88,7 @@ def test_graph_replays_of_fused_model_equal_unfused_clip(exact_float32):
 
 @needs_cuda
 def test_graph_stepper_restarts_cleanly_on_a_new_stream(exact_float32):
-    torch.manual_seed(0)
-    model = cozoo.create_model("cox3d_xs", num_classes=5).cuda().eval()
+    model = _cuda_model("cox3d_xs")
     frames = torch.randn(1, 3, model.first_output + 6, 32, 32, device="cuda")
     with torch.no_grad():
         first = _graph_steps(model, torch.randn_like(frames))
@@ -135,19 +136,10 @@ def test_step_traces_as_one_graph_with_periodic_guards():
 
 @needs_cuda
 def test_compiled_graph_replays_equal_clip(exact_float32):
-    torch.manual_seed(0)
-    model = cozoo.create_model("cox3d_xs", num_classes=5)
-    randomise_batchnorm(model)
-    model = model.cuda().eval()
+    model = _cuda_model("cox3d_xs")
     frames = torch.randn(2, 3, model.first_output + 2 * model.stride + 4, 32, 32, device="cuda")
     with torch.no_grad():
         clip = model(frames)
-        stepper = CudaGraphStepper(model, frames[:, :, 0], compile=True)
-        emitted = []
-        for t in range(frames.shape[2]):
-            out = stepper.step(frames[:, :, t])
-            if out is not None:
-                emitted.append(out.clone())
-    assert stepper.captured
+        emitted = [out for out in _graph_steps(model, frames, compile=True) if out is not None]
     scale = clip.abs().max().item()
     torch.testing.assert_close(torch.stack(emitted, dim=2), clip, rtol=1e-4, atol=1e-4 * scale)

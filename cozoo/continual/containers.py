@@ -3,7 +3,8 @@
 A merge (residual add, lateral fusion, concatenation) receives paths whose outputs were emitted on
 different steps and lost different numbers of leading (padding-dependent) source elements. `Alignment`
 works out, from the paths' schedules, which element of each path pairs with which: in clip mode as
-crops, in step mode as FIFOs of the last ``lag + 1`` outputs of each path.
+crops, in step mode as FIFOs of each delayed path's last outputs (``lag`` of them when the path emits
+with the trigger and is read before its push, else ``lag + 1``).
 """
 
 from __future__ import annotations

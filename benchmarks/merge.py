@@ -1,0 +1,58 @@
+"""Combine benchmark runs into one results file, model by model, keeping where each entry came from.
+
+A lent GPU machine may not last a whole run, so one device's results can come from several runs. Every
+ratio in an entry was measured side by side within its own run; entries from different runs are not
+compared with each other. Later files win for a model present in several. Usage::
+
+    python benchmarks/merge.py OUT.json RUN1.json RUN2.json ...   # also writes OUT.png
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def merge_runs(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One results dict from ``(label, result)`` runs of one device type; each model records its run."""
+    if not runs:
+        raise ValueError("no runs to merge")
+    types = {result["device"]["type"] for _, result in runs}
+    if len(types) != 1:
+        raise ValueError(f"runs come from different device types {sorted(types)}")
+    label, last = runs[-1]
+    merged: dict[str, Any] = {key: value for key, value in last.items() if key != "models"}
+    merged["runs"] = [
+        {"file": name, "date": result["date"], "device": result["device"], "versions": result["versions"],
+         "settings": result["settings"], "models": list(result["models"])}
+        for name, result in runs
+    ]
+    merged["models"] = {}
+    for name, result in runs:
+        for model, entry in result["models"].items():
+            merged["models"][model] = {**entry, "run": name}
+    return merged
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2:
+        raise SystemExit("usage: merge.py OUT.json RUN.json [RUN.json ...]")
+    out = Path(args[0])
+    runs = [(Path(p).name, json.loads(Path(p).read_text())) for p in args[1:]]
+    merged = merge_runs(runs)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(merged, indent=1) + "\n")
+    tmp.replace(out)
+    from benchmarks.plot import plot_results
+
+    print(out, plot_results(merged, out.with_suffix(".png")))
+
+
+if __name__ == "__main__":
+    main()
