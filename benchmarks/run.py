@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -309,7 +310,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {
             "python": platform.python_version(), "torch": torch.__version__, "cozoo": cozoo.__version__,
-            "continual_inference": peers.available(),
+            "continual_inference": peers.available(), "git_commit": _git_commit(),
         },
         "device": {"type": device.type, "torch_threads": torch.get_num_threads(), "cpu": _cpu_name(),
                    "cpu_count": os.cpu_count(), "load_average_start": list(os.getloadavg())},
@@ -320,6 +321,19 @@ def environment(device: torch.device) -> dict[str, Any]:
     else:
         info["device"]["name"] = _cpu_name()
     return info
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit (with ``+dirty`` for local changes), or None outside a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
 
 
 def _cpu_name() -> str:

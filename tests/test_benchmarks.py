@@ -117,6 +117,7 @@ def test_run_writes_results_and_plot(bench, one_thread, tmp_path: Path) -> None:
         assert entry["peer"]["equivalence"]["max_abs_diff"] < 1e-10
         assert entry["speedup"]["step_vs_peer"] > 0
     assert saved["settings"]["crop"] == 32 and saved["versions"]["torch"] == torch.__version__
+    assert saved["versions"]["git_commit"] is None or len(saved["versions"]["git_commit"]) >= 40
 
 
 def test_missing_peer_library_is_reported(bench, monkeypatch: pytest.MonkeyPatch) -> None:
