@@ -170,7 +170,8 @@ def test_cli_single_model_and_table(
     monkeypatch.setattr(flops_command, "list_models", lambda: ["x3d_xs"])
     assert main(["flops", "--all", "--protocol", "co3d"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and lines[2].startswith("x3d_xs") and " 0.64 " in lines[2]
+    assert len(lines) == 4 and lines[2].startswith("x3d_xs") and " 0.64 " in lines[2]
+    assert "ptflops" in lines[3]  # the table's counting convention is named under it
 
     assert main(["flops"]) == 2
     assert "NAME or --all" in capsys.readouterr().err
