@@ -165,3 +165,31 @@ def test_ptflops_counts_a_little_more_than_cozoo_and_mostly_per_step(bench) -> N
     assert r["clip_co3d_table"] is None and r["step_co3d_table"] is None  # the table is for crop 160
     assert 1.0 < r["clip_ptflops"] / r["clip_cozoo"] < 1.03
     assert r["clip_ptflops"] / r["clip_cozoo"] < r["step_ptflops"] / r["step_cozoo"] < 1.1
+
+
+def test_replay_check_sees_a_stepper_that_disagrees_with_eager_steps(bench) -> None:
+    _, _, run = bench
+    import cozoo
+
+    class EagerStepper:  # the interface of CudaGraphStepper, stepping eagerly (CPU)
+        def __init__(self, model: nn.Module, stale: bool) -> None:
+            self.model, self.stale = model.eval(), stale
+            self.period, self.warmup = int(model.stride), int(model.first_output) + int(model.stride)
+            self.first: torch.Tensor | None = None
+            model.reset()
+
+        def step(self, frame: torch.Tensor) -> torch.Tensor | None:
+            out = self.model.forward_step(frame)
+            if out is not None and self.first is None:
+                self.first = out.clone()
+            return self.first if self.stale and out is not None else out
+
+    from helpers import randomise_batchnorm
+
+    torch.manual_seed(0)
+    model = cozoo.create_model("cox3d_xs", num_classes=3)
+    randomise_batchnorm(model)  # outputs that depend on the frames
+    example = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        assert run.replay_vs_eager(EagerStepper(model, stale=False), example) == 0.0
+        assert run.replay_vs_eager(EagerStepper(model, stale=True), example) > 0.5
