@@ -100,16 +100,21 @@ def test_graph_stepper_restarts_cleanly_on_a_new_stream(exact_float32):
     torch.testing.assert_close(torch.stack(emitted, dim=2), clip, rtol=1e-4, atol=1e-4 * scale)
 
 
-def test_step_traces_as_one_graph_with_periodic_guards():
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_step_compiles_as_one_graph_with_periodic_guards(backend):
     """The CUDA fast path compiles ``_step`` with ``fullgraph=True``: no graph breaks, and the modules' Python
-    state (step counters) is periodic in steady state, so a stride-2 network compiles once per phase. The
-    ``aot_eager`` backend checks tracing and the functionalised in-place state updates without codegen."""
+    state (step counters) is periodic in steady state, so a stride-2 network compiles once per phase.
+    ``aot_eager`` checks tracing and the functionalised in-place state updates; ``inductor`` (C++ on CPU)
+    also generates and runs the fused code, as on a GPU (with Triton there)."""
     import torch._dynamo
     from torch._dynamo.utils import counters
+
+    from cozoo.models.blocks import Residual
 
     torch.manual_seed(0)
     net = nn.Sequential(
         nn.Conv3d(2, 4, (3, 3, 3), padding=(1, 1, 1)), nn.BatchNorm3d(4), nn.ReLU(),
+        Residual(nn.Conv3d(4, 4, 3, padding=1, groups=4), None, nn.ReLU()),  # depthwise; shortcut FIFO
         nn.Conv3d(4, 2, (3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0)),  # pre-cached, strided
         nn.Conv3d(2, 6, (2, 1, 1)), nn.AvgPool3d((2, 1, 1), stride=1),  # post-cached (C_in < C_out)
         nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(6, 3),
@@ -119,7 +124,7 @@ def test_step_traces_as_one_graph_with_periodic_guards():
     assert model.stride == 2
     torch._dynamo.reset()
     counters.clear()
-    compiled = torch.compile(model._step, backend="aot_eager", dynamic=False, fullgraph=True)
+    compiled = torch.compile(model._step, backend=backend, dynamic=False, fullgraph=True)
     frames = torch.randn(1, 2, model.first_output + 12, 5, 5)
     with torch.no_grad():
         for t in range(frames.shape[2]):
