@@ -121,10 +121,14 @@ def measure_throughput(call: Callable[[int], object], device: torch.device, budg
 
 # -- peak memory ------------------------------------------------------------------------------------------
 CPU_MEMORY_METHOD = (
-    "peak resident set size (VmHWM, reset through /proc/self/clear_refs) minus the RSS before the run; "
+    "peak resident set size during the timed calls (VmHWM, reset through /proc/self/clear_refs after one "
+    "untimed period) minus the RSS before the mode was set up; "
     "weights were resident before, so this is activations, stream state and allocator overhead"
 )
-CUDA_MEMORY_METHOD = "torch.cuda.max_memory_allocated during the run minus memory allocated before it"
+CUDA_MEMORY_METHOD = (
+    "torch.cuda.max_memory_allocated during the timed calls (after one untimed period, which takes one-off "
+    "allocations such as cuDNN autotuning workspaces) minus memory allocated before the mode was set up"
+)
 
 
 def _status_kib(field: str) -> int:
@@ -154,9 +158,11 @@ def _reset_cpu_peak() -> bool:
 
 @dataclass
 class PeakMemory:
-    """Filled in by `track_peak_memory`: peak bytes above the level at entry (None when unavailable)."""
+    """Filled in by `track_peak_memory`: peak bytes above the level at entry (None when unavailable).
+    ``restart()`` forgets the peak so far (keeping the entry level), e.g. after one-off set-up work."""
 
     bytes: int | None = None
+    restart: Callable[[], object] = lambda: None
 
     @property
     def mib(self) -> float | None:
@@ -171,6 +177,7 @@ def track_peak_memory(device: torch.device) -> Iterator[PeakMemory]:
         synchronize(device)
         before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
+        result.restart = lambda: (synchronize(device), torch.cuda.reset_peak_memory_stats(device))
         yield result
         synchronize(device)
         result.bytes = torch.cuda.max_memory_allocated(device) - before
@@ -180,5 +187,6 @@ def track_peak_memory(device: torch.device) -> Iterator[PeakMemory]:
         yield result
         return
     before = _status_kib("VmRSS")
+    result.restart = _reset_cpu_peak
     yield result
     result.bytes = max(0, _status_kib("VmHWM") - before) * 1024

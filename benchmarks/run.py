@@ -197,6 +197,9 @@ def _measure_batch(runner: Runner, mode: str, batch: int, settings: Settings,
     latency = None
     with track_peak_memory(device) as peak:
         call = runner.prepare(mode, batch)
+        for i in range(period):  # one-off work (cuDNN autotuning, lazy allocations) stays out of the peak
+            call(i)
+        peak.restart()
         if batch == 1:
             latency = measure_latency(call, device, settings.latency, period)
         fps = measure_throughput(call, device, settings.throughput, batch, period)

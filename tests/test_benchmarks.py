@@ -193,3 +193,17 @@ def test_replay_check_sees_a_stepper_that_disagrees_with_eager_steps(bench) -> N
     with torch.no_grad():
         assert run.replay_vs_eager(EagerStepper(model, stale=False), example) == 0.0
         assert run.replay_vs_eager(EagerStepper(model, stale=True), example) > 0.5
+
+
+def test_peak_memory_restart_forgets_set_up_work(bench) -> None:
+    measure, _, _ = bench
+    if not measure._reset_cpu_peak():
+        pytest.skip("this system cannot reset the peak RSS")
+    with measure.track_peak_memory(torch.device("cpu")) as peak:
+        setup = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched, then freed
+        del setup
+        measure._release_free_memory()
+        peak.restart()
+        kept = torch.ones(8 * 2**20 // 4)  # 8 MiB
+    assert peak.mib is not None and 4 < peak.mib < 40
+    del kept
