@@ -58,6 +58,14 @@ def _graph_steps(
     return outputs
 
 
+def _assert_emitted_equal(outputs: list[torch.Tensor | None], clip: torch.Tensor) -> None:
+    """The emitted step outputs, stacked in time, equal the clip-mode outputs."""
+    emitted = [out for out in outputs if out is not None]
+    assert len(emitted) == clip.shape[2]
+    scale = clip.abs().max().item()
+    torch.testing.assert_close(torch.stack(emitted, dim=2), clip, rtol=1e-4, atol=1e-4 * scale)
+
+
 @needs_cuda
 @pytest.mark.parametrize("name", CONTINUAL)
 def test_clip_equals_eager_steps_equals_graph_replays(name, exact_float32):
@@ -68,11 +76,8 @@ def test_clip_equals_eager_steps_equals_graph_replays(name, exact_float32):
         clip = model(frames)
         eager = model.forward_steps(frames)
         graphed = _graph_steps(model, frames)
-    scale = clip.abs().max().item()
-    torch.testing.assert_close(eager, clip, rtol=1e-4, atol=1e-4 * scale)
-    emitted = [out for out in graphed if out is not None]
-    assert len(emitted) == clip.shape[2]
-    torch.testing.assert_close(torch.stack(emitted, dim=2), clip, rtol=1e-4, atol=1e-4 * scale)
+    torch.testing.assert_close(eager, clip, rtol=1e-4, atol=1e-4 * clip.abs().max().item())
+    _assert_emitted_equal(graphed, clip)
 
 
 @needs_cuda
@@ -81,9 +86,8 @@ def test_graph_replays_of_fused_model_equal_unfused_clip(exact_float32):
     frames = torch.randn(1, 3, model.first_output + 5, 32, 32, device="cuda")
     with torch.no_grad():
         clip = model(frames)
-        emitted = [out for out in _graph_steps(fuse_conv_bn(model), frames) if out is not None]
-    scale = clip.abs().max().item()
-    torch.testing.assert_close(torch.stack(emitted, dim=2), clip, rtol=1e-4, atol=1e-4 * scale)
+        graphed = _graph_steps(fuse_conv_bn(model), frames)
+    _assert_emitted_equal(graphed, clip)
 
 
 @needs_cuda
@@ -95,9 +99,7 @@ def test_graph_stepper_restarts_cleanly_on_a_new_stream(exact_float32):
         second = _graph_steps(model, frames)
         clip = model(frames)
     assert len(first) == len(second)
-    emitted = [out for out in second if out is not None]
-    scale = clip.abs().max().item()
-    torch.testing.assert_close(torch.stack(emitted, dim=2), clip, rtol=1e-4, atol=1e-4 * scale)
+    _assert_emitted_equal(second, clip)
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
@@ -145,6 +147,5 @@ def test_compiled_graph_replays_equal_clip(exact_float32):
     frames = torch.randn(2, 3, model.first_output + 2 * model.stride + 4, 32, 32, device="cuda")
     with torch.no_grad():
         clip = model(frames)
-        emitted = [out for out in _graph_steps(model, frames, compile=True) if out is not None]
-    scale = clip.abs().max().item()
-    torch.testing.assert_close(torch.stack(emitted, dim=2), clip, rtol=1e-4, atol=1e-4 * scale)
+        graphed = _graph_steps(model, frames, compile=True)
+    _assert_emitted_equal(graphed, clip)
