@@ -1,6 +1,13 @@
-"""Shared test helpers: give models non-trivial normalisation so equivalence checks mean something."""
+"""Shared test helpers: non-trivial normalisation so equivalence checks mean something, and a local
+HTTP server for the download tests."""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
+from socketserver import BaseRequestHandler
 
 import torch
 from torch import nn
@@ -32,3 +39,18 @@ def randomise_batchnorm(model: nn.Module) -> None:
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.5, 0.5)
+
+
+@contextmanager
+def serve_http(handler: Callable[..., BaseRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """An HTTP server on 127.0.0.1 (a free port) answering with ``handler`` from a background thread; shut
+    down and closed on exit."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import serve_http
 from safetensors.torch import load_file
 from torch import nn
 
@@ -73,9 +73,8 @@ class Server:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.handler = Handler
+        self.httpd: ThreadingHTTPServer  # set while the `server` fixture serves
 
     @property
     def base(self) -> str:
@@ -88,13 +87,8 @@ class Server:
 @pytest.fixture
 def server() -> Iterator[Server]:
     srv = Server()
-    srv.thread.start()
-    try:
+    with serve_http(srv.handler) as srv.httpd:
         yield srv
-    finally:
-        srv.httpd.shutdown()
-        srv.httpd.server_close()
-        srv.thread.join(timeout=5)
 
 
 def _tiny_builder(num_classes: int = 5) -> nn.Module:

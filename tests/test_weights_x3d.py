@@ -4,14 +4,13 @@ over HTTP on 127.0.0.1, fetched through the manifest entry of ``x3d_xs`` (URL ov
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import randomise_batchnorm
+from helpers import randomise_batchnorm, serve_http
 from pytorchvideo.models import hub
 from torch import nn
 
@@ -32,6 +31,8 @@ def _reference() -> nn.Module:
 
 
 class _Server:
+    """Serves the files under ``root``; ``requests`` logs each request line."""
+
     def __init__(self, root: Path) -> None:
         self.requests: list[str] = []
         requests = self.requests
@@ -40,9 +41,8 @@ class _Server:
             def log_message(self, fmt: str, *args: object) -> None:
                 requests.append(self.requestline)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.handler = functools.partial(Handler, directory=str(root))
+        self.httpd: ThreadingHTTPServer  # set while the `server` fixture serves
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +63,9 @@ def server(published, tmp_path, monkeypatch) -> Iterator[_Server]:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("COZOO_HOME", str(tmp_path / "home"))
     srv = _Server(published[0].parent)
-    monkeypatch.setenv("COZOO_WEIGHTS_URL_X3D_XS", f"http://127.0.0.1:{srv.httpd.server_port}/X3D_XS.pyth")
-    srv.thread.start()
-    try:
+    with serve_http(srv.handler) as srv.httpd:
+        monkeypatch.setenv("COZOO_WEIGHTS_URL_X3D_XS", f"http://127.0.0.1:{srv.httpd.server_port}/X3D_XS.pyth")
         yield srv
-    finally:
-        srv.httpd.shutdown()
-        srv.httpd.server_close()
-        srv.thread.join(timeout=5)
 
 
 def _probs(model: nn.Module) -> torch.Tensor:
