@@ -218,6 +218,7 @@ class WindowedLayer(ContinualModule):
     stride_t: int
     padding_t: int
     input_skip: int = 0
+    _steps: int  # input steps counted by `_tick` since the last reset
 
     @property
     def stride(self) -> int:
@@ -242,6 +243,13 @@ class WindowedLayer(ContinualModule):
 
     def _bind(self, inp: Schedule) -> None:
         self.input_skip = inp.skip
+
+    def _tick(self) -> bool:
+        """Count one input step (``self._steps``, periodic once past the first output); whether the
+        step counted yields an output."""
+        step = self._steps
+        self._steps = advance(step, self.first_output, self.stride_t)
+        return emits(step, self.first_output, self.stride_t)
 
 
 def _describe(value: object) -> str:

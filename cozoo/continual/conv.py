@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cozoo.continual.base import WindowedLayer, advance, emits, pad_to_length, shift_in
+from cozoo.continual.base import WindowedLayer, pad_to_length, shift_in
 
 CacheForm = Literal["auto", "pre", "post"]
 
@@ -97,9 +97,7 @@ class CoConv3d(WindowedLayer, nn.Module):
         self._state: torch.Tensor | None = None
 
     def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
-        step = self._steps
-        self._steps = advance(step, self.first_output, self.stride_t)
-        emit = emits(step, self.first_output, self.stride_t)
+        emit = self._tick()
         if self.cache == "pre" or self.receptive_field == 1:
             return self._step_pre(frame, emit)
         return self._step_post(frame, emit)
@@ -153,11 +151,11 @@ class CoConv3d(WindowedLayer, nn.Module):
         out = self._state[:, :, 0] + taps[:, :, 0]
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1)
-        acc = self._state
-        if acc.shape[2] > 1:
-            acc[:, :, :-1] = acc[:, :, 1:].clone()
-        acc[:, :, -1] = 0
-        acc[:, :, self.dilation_t - 1 :: self.dilation_t] += taps[:, :, 1:]
+        # Shift the pending sums; the newest tap opens the last one, the others add to theirs.
+        acc, d = self._state, self.dilation_t
+        shift_in(acc, taps[:, :, -1])
+        if self.kernel_t > 2:
+            acc[:, :, d - 1 : -1 : d] += taps[:, :, 1:-1]
         return out if emit else None
 
 

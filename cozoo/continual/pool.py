@@ -11,7 +11,6 @@ from cozoo.continual.base import (
     Schedule,
     WindowedLayer,
     advance,
-    emits,
     pad_to_length,
     shift_in,
 )
@@ -55,8 +54,7 @@ class _CoPool3d(WindowedLayer, nn.Module):
         self._state: torch.Tensor | None = None
 
     def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
-        emit = emits(self._steps, self.first_output, self.stride_t)
-        self._steps = advance(self._steps, self.first_output, self.stride_t)
+        emit = self._tick()
         if self.kernel_t == 1:
             return self._pool(frame.unsqueeze(2), 1, 0).squeeze(2) if emit else None
         if self._state is None:
