@@ -2,7 +2,8 @@
 
 from cozoo.continual import to_continual
 from cozoo.flops import count_flops
+from cozoo.fuse import fuse_conv_bn
 from cozoo.registry import create_model, list_models, model_info
 
-__all__ = ["count_flops", "create_model", "list_models", "model_info", "to_continual"]
+__all__ = ["count_flops", "create_model", "fuse_conv_bn", "list_models", "model_info", "to_continual"]
 __version__ = "0.1.0"

@@ -9,8 +9,8 @@ from helpers import randomise_batchnorm
 from torch import nn
 
 import cozoo
+from cozoo import fuse_conv_bn
 from cozoo.continual import CudaGraphStepper, to_continual
-from cozoo.continual.fuse import fuse_conv_bn
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 CONTINUAL = cozoo.list_models("co*")

@@ -155,6 +155,12 @@ def test_cli_stream_prints_per_frame_predictions_and_plots(
     assert "20 frames decoded, 20 model steps, 13 predictions" in out[-2] and "frames/s" in out[-2]
     assert out[-1] == f"wrote {plot}"
     assert matplotlib.image.imread(plot).shape == (450, 900, 4)
+    assert "BatchNorm folded into the convolutions" in out[0]
+    code = main(["stream", str(video[0]), "--model", "colate_fusion", "--checkpoint", str(checkpoint),
+                 "--crop", str(CROP), "--sampling-rate", "1", "--top-k", "2", "--no-fuse-bn"])
+    unfused = capsys.readouterr().out.splitlines()
+    assert code == 0 and "BatchNorm" not in unfused[0]
+    assert [line for line in unfused if line.startswith("frame ")] == frame_lines  # same to 3 decimals
 
 
 def test_cli_stream_label_map_and_sampling_rate(

@@ -4,7 +4,6 @@ from cozoo.continual.base import ContinualModule, StreamError
 from cozoo.continual.containers import CoIdentity, CoResidual, CoSequential
 from cozoo.continual.conv import CoConv3d
 from cozoo.continual.convert import configure_pool_window, convert_module, register_continual, to_continual
-from cozoo.continual.fuse import fuse_conv_bn
 from cozoo.continual.graph import CudaGraphStepper
 from cozoo.continual.multipath import CoConcatPathways, CoFuseFastToSlow, CoPathways, CoSplitPathways
 from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
@@ -35,7 +34,6 @@ __all__ = [
     "ContinualModule",
     "StreamError",
     "configure_pool_window",
-    "fuse_conv_bn",
     "convert_module",
     "register_continual",
     "to_continual",

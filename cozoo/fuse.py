@@ -1,9 +1,10 @@
 """Inference-only speed-up: fold each BatchNorm that directly follows a convolution into the conv.
 
 ``y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta`` is a conv with scaled weights and a new
-bias, so the fused model computes the same function (up to float rounding) with one op fewer per pair,
-in clip and in step mode. The result is a new model for inference; its state-dict keys differ (the
-folded BatchNorms are gone), so train and save the unfused model.
+bias, so the fused model computes the same function (up to float rounding) with one op fewer per pair:
+for a regular model in clip mode, for a continual model in clip and in step mode. The result is a new
+model for inference; its state-dict keys differ (the folded BatchNorms are gone), so train and save the
+unfused model.
 """
 
 from __future__ import annotations
@@ -13,35 +14,43 @@ import copy
 import torch
 from torch import nn
 
-from cozoo.continual.containers import CoIdentity, CoSequential
+from cozoo.continual.base import ContinualModule
+from cozoo.continual.containers import CoIdentity
 from cozoo.continual.conv import CoConv3d
+
+_CONVS = (nn.Conv3d, CoConv3d)
 
 
 def fuse_conv_bn(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` (a continual model in eval mode) with Conv->BatchNorm pairs folded."""
+    """A copy of ``model`` (regular or continual, in eval mode) with Conv->BatchNorm pairs folded.
+
+    A pair is a 3D conv followed by a ``BatchNorm3d`` with running statistics in the same ``nn.Sequential``;
+    the BatchNorm is replaced by an identity.
+    """
     if model.training:
         raise ValueError(
             "fuse_conv_bn is for inference: call model.eval() first (BatchNorm must use running stats)"
         )
     fused = copy.deepcopy(model)
     for module in fused.modules():
-        if isinstance(module, CoSequential):
+        if isinstance(module, nn.Sequential):
             _fuse_in_sequence(module)
-    fused.bind_schedule()  # type: ignore[attr-defined]
+    if isinstance(fused, ContinualModule):
+        fused.bind_schedule()  # type: ignore[attr-defined]
     return fused
 
 
-def _fuse_in_sequence(sequence: CoSequential) -> None:
+def _fuse_in_sequence(sequence: nn.Sequential) -> None:
     names = list(sequence._modules)
     for first, second in zip(names, names[1:], strict=False):
         conv, bn = sequence._modules[first], sequence._modules[second]
-        if isinstance(conv, CoConv3d) and isinstance(bn, nn.BatchNorm3d) and bn.track_running_stats:
+        if isinstance(conv, _CONVS) and isinstance(bn, nn.BatchNorm3d) and bn.track_running_stats:
             _fold(conv, bn)
-            sequence._modules[second] = CoIdentity()
+            sequence._modules[second] = CoIdentity() if isinstance(conv, CoConv3d) else nn.Identity()
 
 
 @torch.no_grad()
-def _fold(conv: CoConv3d, bn: nn.BatchNorm3d) -> None:
+def _fold(conv: nn.Module, bn: nn.BatchNorm3d) -> None:
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.weight is not None:
         scale = scale * bn.weight
