@@ -27,6 +27,11 @@ def test_steps_equal_clip_and_transfer_matches_source(name):
         steps = model.forward_steps(x)
         assert clip.shape[0] == 1 and clip.shape[1] == 5 and clip.shape[2] == 3
         torch.testing.assert_close(steps, clip, rtol=1e-4, atol=1e-4 * clip.abs().max().item())
+        shortest = x[:, :, : model.first_output + 1]
+        assert model(shortest).shape[2] == 1
+        with pytest.raises(ValueError, match=f"clip of {model.first_output} frames is too short.*needs "
+                           f"{model.first_output + 1} frames"):
+            model(shortest[:, :, 1:])
 
         source = cozoo.create_model(config.source, num_classes=5)
         source.load_state_dict(model.state_dict())

@@ -116,8 +116,33 @@ class ContinualModule:
         )
 
     def bind_schedule(self) -> Schedule:
-        """Align every strided layer and merge in this module as the top of a stream; returns its schedule."""
-        return self._schedule(Schedule(), bind=True)
+        """Align every strided layer and merge in this module as the top of a stream; returns its schedule.
+
+        The top also records how many frames a clip needs for one output (`check_clip_length`); binding
+        a container makes it the top, so nested containers forget theirs."""
+        schedule = self._schedule(Schedule(), bind=True)
+        assert isinstance(self, nn.Module)
+        for module in self.modules():
+            module.__dict__.pop("_clip_frames_needed", None)
+        if isinstance(schedule, Schedule):
+            self.__dict__["_clip_frames_needed"] = schedule.first + 1
+        return schedule
+
+    def check_clip_length(self, clip: torch.Tensor) -> None:
+        """Raise if ``clip`` (N, C, T, ...) is too short for one clip-mode output of this (top) module.
+
+        Continual models drop the source's temporal zero padding, so a clip needs ``first_output + 1``
+        frames (the receptive field without padding) where the source network accepted fewer."""
+        needed = self.__dict__.get("_clip_frames_needed")
+        if needed is None or self.source_padding or not isinstance(clip, torch.Tensor) or clip.dim() < 3:
+            return
+        if clip.shape[2] < needed:
+            raise ValueError(
+                f"a clip of {clip.shape[2]} frames is too short: in clip mode this continual model's first "
+                f"output needs {needed} frames (it drops the source network's temporal zero padding, as in "
+                f"step mode). Pass at least {needed} frames, or call set_source_padding(True) to run clips "
+                "with the source's padding"
+            )
 
     # -- step mode -------------------------------------------------------------------------------------
     def _step(self, frame: torch.Tensor) -> torch.Tensor | None:

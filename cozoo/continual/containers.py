@@ -82,6 +82,10 @@ class CoSequential(ScheduledContainer, nn.Sequential):
             inp = layer._schedule(inp, bind)
         return inp
 
+    def forward(self, x):  # type: ignore[override]
+        self.check_clip_length(x)
+        return super().forward(x)
+
     def _step(self, frame):  # type: ignore[override]
         out = frame
         for layer in self._modules.values():  # children were checked when the schedule was bound
