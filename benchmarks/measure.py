@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 @dataclass(frozen=True)
@@ -190,3 +191,25 @@ def track_peak_memory(device: torch.device) -> Iterator[PeakMemory]:
     result.restart = _reset_cpu_peak
     yield result
     result.bytes = max(0, _status_kib("VmHWM") - before) * 1024
+
+
+_ALLOCATIONS = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"})
+
+
+class _OpCounter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if not func.is_view and func.overloadpacket.__name__ not in _ALLOCATIONS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_compute_ops(fn: Callable[[], object]) -> int:
+    """How many ATen ops that do work (neither views nor bare allocations) ``fn()`` dispatches: roughly the
+    kernels a GPU launches for it, which sets a batch-1 step's time once its FLOPs are small."""
+    with _OpCounter() as counter:
+        fn()
+    return counter.count

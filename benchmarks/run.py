@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import functools
 import json
 import math
 import os
@@ -51,12 +52,14 @@ from benchmarks.measure import (  # noqa: E402
     Budget,
     Latency,
     Throughput,
+    count_compute_ops,
     measure_latency,
     measure_throughput,
     track_peak_memory,
 )
 from cozoo.continual import CudaGraphStepper, to_continual  # noqa: E402
 from cozoo.flops import convention, count_flops  # noqa: E402
+from cozoo.fuse import fuse_conv_bn  # noqa: E402
 from cozoo.registry import get_config  # noqa: E402
 
 DEFAULT_MODELS = ("x3d_xs", "x3d_s", "x3d_m", "x3d_l", "i3d_r50", "slow_r50", "slowfast_r50", "r2plus1d_18")
@@ -80,6 +83,7 @@ class Settings:
     note: str
     compile_batches: tuple[int, ...] = ()  # batch sizes of step_graph_compiled
     compile_models: tuple[str, ...] = ()  # models timed in step_graph_compiled (compiling takes a while)
+    fuse_bn: bool = False  # fold BatchNorm into convs in the benchmarked network (all modes and the peer)
 
 
 # -- one model -----------------------------------------------------------------------------------------------
@@ -123,6 +127,17 @@ class Runner:
         for i in range(self.settle):
             step(frames[i % DISTINCT_FRAMES])
         return lambda i: step(frames[i % DISTINCT_FRAMES])
+
+    def compute_ops(self) -> dict[str, float]:
+        """Compute ops (about the kernels a GPU launches) per frame at batch 1: a steady-state step of ours
+        (mean over a stride period), a clip forward of the regular model, a step of the peer."""
+        counts = {}
+        for mode in ("step", "clip", "peer") if self.peer is not None else ("step", "clip"):
+            call = self.prepare(mode, 1)
+            ops = [count_compute_ops(functools.partial(call, i)) for i in range(self.period)]
+            counts[mode] = sum(ops) / self.period
+            self.release()
+        return counts
 
     def release(self) -> None:
         """Drop stream state (and CUDA graph pools) between measurements."""
@@ -279,6 +294,8 @@ def benchmark_model(name: str, settings: Settings, device: torch.device, log: Ca
     frames = settings.frames or config.frames
     torch.manual_seed(0)
     regular = cozoo.create_model(name).eval()
+    if settings.fuse_bn:
+        regular = fuse_conv_bn(regular)
     ours = to_continual(regular, pool_window=frames).eval()
     entry: dict[str, Any] = {
         "continual_name": f"co{name}", "crop": crop, "frames": frames,
@@ -291,6 +308,8 @@ def benchmark_model(name: str, settings: Settings, device: torch.device, log: Ca
     regular, ours = regular.to(device), ours.to(device)
     peer = peer.to(device) if peer is not None else None
     runner = Runner(regular, ours, peer, frames, crop, device)
+    entry["compute_ops_per_frame"] = runner.compute_ops()
+    log(f"  compute ops per frame at batch 1: {entry['compute_ops_per_frame']}")
     entry["modes"] = {}
     for mode in MODES:
         if ((mode in GRAPH_MODES and device.type != "cuda") or (mode == "peer" and peer is None)
@@ -424,6 +443,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
     parser.add_argument("--compile-models", help="comma-separated models for --compile (default: all)")
     parser.add_argument("--compile-batches", type=_ints, default=(1,),
                         help="batch sizes of step_graph_compiled")
+    parser.add_argument("--fuse-bn", action="store_true",
+                        help="fold BatchNorm into the preceding convs (cozoo.fuse_conv_bn) in the "
+                        "benchmarked network: regular, continual and peer alike")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--note", default="", help="free text stored with the settings")
@@ -448,6 +470,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
         throughput=Budget(warmup=1, min_iters=2, max_iters=args.iters, seconds=args.seconds),
         check_crop=args.check_crop, peer=not args.no_peer, note=args.note,
         compile_batches=args.compile_batches if compiled else (), compile_models=compiled,
+        fuse_bn=args.fuse_bn,
     )
     return settings, args.out, not args.no_plot
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+
+import cozoo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,10 +102,12 @@ def _smoke_settings(run, peer: bool):
                         throughput=tiny, check_crop=16 if peer else 0, peer=peer, note="test")
 
 
-def test_run_writes_results_and_plot(bench, one_thread, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fuse_bn", [False, True])
+def test_run_writes_results_and_plot(bench, one_thread, tmp_path: Path, fuse_bn: bool) -> None:
     _, peers, run = bench
     with_peer = peers.available() is not None
-    result = run.run(_smoke_settings(run, with_peer), tmp_path, log=lambda line: None)
+    settings = dataclasses.replace(_smoke_settings(run, with_peer), fuse_bn=fuse_bn)
+    result = run.run(settings, tmp_path, log=lambda line: None)
     saved = json.loads((tmp_path / "cpu.json").read_text())
     assert saved["models"].keys() == {"x3d_xs"} and (tmp_path / "cpu.png").stat().st_size > 0
     entry = result["models"]["x3d_xs"]
@@ -113,6 +118,11 @@ def test_run_writes_results_and_plot(bench, one_thread, tmp_path: Path) -> None:
         assert entry["modes"][mode]["latency_ms"] > 0
         assert set(entry["modes"][mode]["frames_per_s"]) == {"1", "2"}
     assert entry["speedup"]["step_vs_clip"] > 0
+    ops = entry["compute_ops_per_frame"]
+    assert ops.keys() == ({"step", "clip", "peer"} if with_peer else {"step", "clip"})
+    assert ops["step"] > 0 and ops["clip"] > 0 and (not with_peer or ops["peer"] > ops["step"])
+    assert saved["settings"]["fuse_bn"] is fuse_bn
+    assert any(isinstance(m, nn.BatchNorm3d) for m in run.cozoo.create_model("x3d_xs").modules())
     if with_peer:
         assert entry["peer"]["equivalence"]["max_abs_diff"] < 1e-10
         assert entry["speedup"]["step_vs_peer"] > 0
@@ -207,3 +217,22 @@ def test_peak_memory_restart_forgets_set_up_work(bench) -> None:
         kept = torch.ones(8 * 2**20 // 4)  # 8 MiB
     assert peak.mib is not None and 4 < peak.mib < 40
     del kept
+
+
+def test_compute_ops_leave_out_views_and_allocations_and_see_folded_batchnorms(bench) -> None:
+    measure, _, _ = bench
+    x = torch.randn(4, 4)
+    assert measure.count_compute_ops(lambda: (x.view(16).unsqueeze(0) + 1).relu().t()) == 2
+    assert measure.count_compute_ops(lambda: torch.empty(3).fill_(1)) == 1
+    torch.manual_seed(0)
+    model = cozoo.create_model("cox3d_xs").eval()
+    fused = cozoo.fuse_conv_bn(model)
+    folded = sum(isinstance(m, nn.BatchNorm3d) for m in model.modules())
+    frame = torch.randn(1, 3, 32, 32)
+    counts = []
+    with torch.no_grad():
+        for net in (model, fused):
+            for _ in range(net.first_output + 1):
+                net.forward_step(frame)
+            counts.append(measure.count_compute_ops(lambda net=net: net.forward_step(frame)))
+    assert folded > 0 and counts[0] - counts[1] == folded
