@@ -18,7 +18,9 @@ _COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cozoo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="cozoo", description="Pretrained video classifiers and their continual (frame-by-frame) "
+        "counterparts: models, weights, FLOPs, evaluation, streaming and fine-tuning.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in _COMMAND_MODULES:
         importlib.import_module(module_name).add_commands(subparsers)
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, KeyError, OSError, RuntimeError) as err:
         print(f"cozoo {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -15,6 +15,7 @@ rows = true class and columns = predicted (top-1) class.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,6 +41,9 @@ from cozoo.streaming import (
     save_figure,
     stream_video,
 )
+from cozoo.training.config import ConfigError, FinetuneConfig
+from cozoo.training.data import clip_settings
+from cozoo.weights.converters import CheckpointMismatchError
 from cozoo.weights.load import WeightsFormatError, fit_state_dict, read_checkpoint
 from cozoo.weights.manifest import manifest_entry
 
@@ -151,17 +155,25 @@ def load_model(
     """Build ``name`` with weights from ``checkpoint`` (a file) or the published ones (``pretrained``).
 
     A continual name (e.g. ``cox3d_s_64``) loads its regular source model (same state-dict keys) and uses
-    its window as the default ``pool_window``. The number of classes follows the checkpoint's classifier;
-    names come from ``class_names``, else the checkpoint's label map, else the config's label set
-    (``kinetics400`` / ``sports1m``), else ``class_0 ...``.
+    its window as the default ``pool_window``. A fine-tuning checkpoint (``cozoo finetune``) builds the
+    model with its recipe's ``model.kwargs`` (explicit ``builder_kwargs`` win) and its clip settings
+    (frames, sampling rate, crops, mean/std) replace the model config's. The number of classes follows
+    the checkpoint's classifier; names come from ``class_names``, else the checkpoint's label map, else
+    the config's label set (``kinetics400`` / ``sports1m``), else ``class_0 ...``.
     """
     if checkpoint is not None and pretrained:
         raise ValueError("pass either a checkpoint file or pretrained=True, not both")
+    if pool_window is not None and pool_window < 1:
+        raise ValueError(f"pool_window must be a positive number of frames, got {pool_window}")
     config = get_config(name)
     regular_name = config.source or name
     regular_config = get_config(regular_name)
-    model = create_model(regular_name, pretrained=pretrained, **builder_kwargs)
     ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
+    recipe = _finetuning_recipe(ckpt, regular_name) if ckpt is not None else None
+    if recipe is not None:
+        builder_kwargs = {**recipe.model.kwargs, **builder_kwargs}
+        regular_config = _with_clip_settings(regular_config, recipe)
+    model = create_model(regular_name, pretrained=pretrained, **builder_kwargs)
     names = list(class_names) if class_names is not None else (ckpt.class_names if ckpt else None)
     if ckpt is not None:
         key = _classifier_key(model)
@@ -175,22 +187,58 @@ def load_model(
             reset_classifier(model, num_classes)
         fmt = ckpt.format
         entry = manifest_entry(regular_name)
-        if fmt is None and entry is not None and set(ckpt.state_dict) != set(model.state_dict()):
+        own_keys = set(model.state_dict())
+        shared = len(own_keys & set(ckpt.state_dict))
+        if fmt is None and entry is not None and shared < len(ckpt.state_dict) / 2:  # not cozoo's layout
             fmt = entry["format"]
-        fit_state_dict(model, regular_config, ckpt.state_dict, fmt)
+        try:
+            fit_state_dict(model, regular_config, ckpt.state_dict, fmt)
+        except CheckpointMismatchError as error:
+            raise CheckpointMismatchError(
+                f"{ckpt.path} does not fit {regular_name} as built here (builder arguments "
+                f"{builder_kwargs or 'default'}); a checkpoint of a model built with other arguments "
+                f"(widths, depths) needs the same ones. {error}"
+            ) from None
     num_classes = _output_size(model)
     if names is None:
         names = _default_names(regular_config, num_classes)
     elif len(names) != num_classes:
         raise ValueError(f"{len(names)} class names for a model with {num_classes} outputs")
+    window_in_name = config.continual and config.frames != get_config(regular_name).frames  # e.g. _64
     return LoadedModel(
         name=name,
         model=model.eval(),
         config=regular_config,
         class_names=list(names),
-        pool_window=int(pool_window or config.frames),
+        pool_window=int(pool_window or (config.frames if window_in_name else regular_config.frames)),
         checkpoint=None if ckpt is None else ckpt.path,
         pretrained=bool(pretrained),
+    )
+
+
+def _finetuning_recipe(ckpt: Checkpoint, regular_name: str) -> FinetuneConfig | None:
+    """The ``cozoo finetune`` recipe stored in ``ckpt`` (None for other checkpoints); it must have
+    fine-tuned ``regular_name``."""
+    if ckpt.config is None or not isinstance(ckpt.config.get("model"), Mapping):
+        return None
+    try:
+        recipe = FinetuneConfig.from_dict(ckpt.config)
+    except ConfigError as error:
+        raise ValueError(f"{ckpt.path}: its fine-tuning config is not readable: {error}") from None
+    if recipe.model.name != regular_name:
+        raise ValueError(
+            f"{ckpt.path} was fine-tuned from {recipe.model.name!r}, not {regular_name!r}: load it as "
+            f"{recipe.model.name!r} (or its continual name 'co{recipe.model.name}')"
+        )
+    return recipe
+
+
+def _with_clip_settings(config: ModelConfig, recipe: FinetuneConfig) -> ModelConfig:
+    """``config`` with the recipe's clip geometry and normalisation (what the model was fine-tuned on)."""
+    clips = clip_settings(recipe.data, config)
+    return dataclasses.replace(
+        config, frames=clips.frames, sampling_rate=clips.sampling_rate, train_crop=clips.train_crop,
+        test_crop=clips.test_crop, mean=clips.mean, std=clips.std,
     )
 
 
@@ -373,6 +421,10 @@ def evaluate(
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise ValueError(f"unknown evaluation mode(s) {unknown}; choose from {', '.join(MODES)}")
+    sizes = {"num_clips": num_clips, "batch_size": batch_size, "crop": crop, "sampling_rate": sampling_rate}
+    for what, value in sizes.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{what} must be a positive integer, got {value}")
     records = read_annotations(annotations, split)
     if not records:
         raise ValueError(f"no videos in {str(annotations)!r}" + (f" for split {split!r}" if split else ""))
@@ -408,7 +460,7 @@ def evaluate(
         seconds["multiview"] = time.perf_counter() - start
     if "stream" in modes:
         start = time.perf_counter()
-        rate = int(sampling_rate or config.sampling_rate)
+        rate = config.sampling_rate if sampling_rate is None else sampling_rate
         continual = loaded.continual().to(device)
         videos = [(path, label_map[record.label]) for record, path in dataset.videos]
         out = predict_streams(continual, videos, frame_transform(config, crop), rate, loaded.num_classes,

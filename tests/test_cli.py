@@ -25,3 +25,38 @@ def test_unknown_command_exits_with_usage():
     with pytest.raises(SystemExit) as exit_info:
         main(["no-such-command"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["stream", "v.mp4", "--model", "cox3d_xs", "--sampling-rate", "0"],
+        ["stream", "v.mp4", "--model", "cox3d_xs", "--pool-window", "0"],
+        ["stream", "v.mp4", "--model", "cox3d_xs", "--top-k", "-1"],
+        ["eval", "--model", "x3d_xs", "--annotations", "a.csv", "--videos", "d", "--crop", "0"],
+        ["flops", "x3d_xs", "--frames", "zero"],
+    ],
+)
+def test_sizes_must_be_positive_integers(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_help_describes_the_tool(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "continual (frame-by-frame)" in out and "add_commands" not in out
+
+
+def test_os_errors_are_reported_without_a_traceback(tmp_path, monkeypatch, capsys):
+    import cozoo.commands.models as models_command
+
+    def refuse(args):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "out.png"))
+
+    monkeypatch.setattr(models_command, "_list", refuse)
+    assert main(["models"]) == 2
+    assert "cozoo models: error: [Errno 13] Permission denied" in capsys.readouterr().err

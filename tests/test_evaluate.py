@@ -29,6 +29,8 @@ from cozoo.evaluate import (
 )
 from cozoo.registry import get_config
 from cozoo.streaming import frame_transform
+from cozoo.training.config import load_config
+from cozoo.weights.converters import CheckpointMismatchError
 
 CROP = 32
 CLASSES = ("moving_left", "moving_right", "growing", "shrinking", "rotating_cw", "rotating_ccw")
@@ -201,6 +203,39 @@ def test_load_model_from_a_fine_tuning_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="'model' does not hold a state dict"):
         load_checkpoint(tmp_path / "bad.pt")
     assert load_model("late_fusion").class_names[:2] == ["abseiling", "air drumming"]  # Kinetics-400 default
+
+
+def test_load_model_builds_a_finetuned_checkpoint_from_its_recipe(tmp_path: Path) -> None:
+    """A ``cozoo finetune`` checkpoint of a slim X3D-XS (the shipped synthetic recipe) loads with the recipe's
+    builder arguments and clip settings; a plain state dict of it needs them passed, and says so."""
+    root = Path(__file__).resolve().parents[1]
+    recipe = load_config(root / "configs" / "finetune" / "synthetic_x3d.yaml")
+    torch.manual_seed(0)
+    trained = cozoo.create_model("x3d_xs", num_classes=4, **recipe.model.kwargs).eval()
+    path = tmp_path / "best.pt"
+    torch.save({"model": trained.state_dict(), "label_map": build_label_map(["a", "b", "c", "d"]),
+                "config": recipe.as_dict()}, path)
+    clip = torch.randn(1, 3, 8, 28, 28)
+    for name in ("x3d_xs", "cox3d_xs"):
+        loaded = load_model(name, checkpoint=path)
+        config = loaded.config
+        assert (config.frames, config.sampling_rate, config.test_crop) == (8, 2, 28)
+        assert loaded.pool_window == 8 and loaded.class_names == ["a", "b", "c", "d"]
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.model(clip), trained(clip))
+    assert load_model("cox3d_xs", checkpoint=path, pool_window=16).pool_window == 16
+    with pytest.raises(ValueError, match="fine-tuned from 'x3d_xs', not 'x3d_s'"):
+        load_model("cox3d_s", checkpoint=path)
+    with pytest.raises(ValueError, match="pool_window must be a positive number of frames, got 0"):
+        load_model("cox3d_xs", checkpoint=path, pool_window=0)
+    plain = tmp_path / "plain.pt"
+    torch.save(trained.state_dict(), plain)
+    mismatch = r"plain.pt does not fit x3d_xs as built here .*default"
+    with pytest.raises(CheckpointMismatchError, match=mismatch):
+        load_model("x3d_xs", checkpoint=plain)
+    loaded = load_model("x3d_xs", checkpoint=plain, **recipe.model.kwargs)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(clip), trained(clip))
 
 
 def test_load_model_from_a_published_format_file(tmp_path: Path) -> None:

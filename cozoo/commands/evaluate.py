@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cozoo.commands import positive_int
 from cozoo.data.kinetics import load_label_map
 from cozoo.evaluate import (
     MODES,
@@ -27,10 +28,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     weights.add_argument("--pretrained", action="store_true", help="the published weights (cached download)")
     parser.add_argument("--label-map", metavar="JSON",
                         help="class names of the outputs ({\"classes\": [...]}), overriding the checkpoint's")
-    parser.add_argument("--crop", type=int, help="test crop and short side (default: the model's test crop)")
-    parser.add_argument("--sampling-rate", type=int, metavar="N",
+    parser.add_argument("--crop", type=positive_int,
+                        help="test crop and short side (default: the model's test crop)")
+    parser.add_argument("--sampling-rate", type=positive_int, metavar="N",
                         help="continual models see every N-th frame (default: the clip sampling rate)")
-    parser.add_argument("--pool-window", type=int, metavar="FRAMES",
+    parser.add_argument("--pool-window", type=positive_int, metavar="FRAMES",
                         help="temporal window of the continual global pool (default: the model's)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
@@ -78,9 +80,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--videos", required=True, metavar="DIR", help="folder holding the videos")
     parser.add_argument("--split", help="keep only rows of this split (e.g. val)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="protocols to run")
-    parser.add_argument("--clips", type=int, default=10, help="clips per video in multiview (default 10)")
+    parser.add_argument("--clips", type=positive_int, default=10,
+                        help="clips per video in multiview (default 10)")
     parser.add_argument("--crops", type=int, choices=(1, 3), default=3, help="crops per clip in multiview")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--out", metavar="DIR", help="write metrics.json and confusion_<result>.png here")
     parser.add_argument("--json", action="store_true", help="print the full metrics as JSON")

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from torch import nn
 
+from cozoo.commands import positive_int
 from cozoo.flops import BatchNormCount, FlopCount, convention, count_flops
 from cozoo.registry import create_model, get_config, list_models
 
@@ -216,8 +217,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--per-frame", action="store_true",
                         help="also count a continual frame step (implied for a continual NAME)")
     parser.add_argument("--all", action="store_true", help="every regular model vs the published figures")
-    parser.add_argument("--crop", type=int, help="square crop (default: the protocol's)")
-    parser.add_argument("--frames", type=int, help="clip length, and the continual pool window")
+    parser.add_argument("--crop", type=positive_int, help="square crop (default: the protocol's)")
+    parser.add_argument("--frames", type=positive_int, help="clip length, and the continual pool window")
     parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="pytorchvideo",
                         help="counting setting and which published figures to compare with")
     parser.set_defaults(handler=_run)

@@ -7,6 +7,7 @@ import argparse
 import sys
 import time
 
+from cozoo.commands import positive_int
 from cozoo.commands.evaluate import add_model_arguments, load_from_args
 from cozoo.evaluate import LoadedModel
 from cozoo.fuse import fuse_conv_bn
@@ -22,14 +23,12 @@ def _weights(loaded: LoadedModel) -> str:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
-        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     loaded = load_from_args(args)
     continual = loaded.continual()
     if args.fuse_bn:
         continual = fuse_conv_bn(continual)
     continual = continual.to(args.device)
-    rate = args.sampling_rate or loaded.config.sampling_rate
+    rate = loaded.config.sampling_rate if args.sampling_rate is None else args.sampling_rate
     streamer = VideoStreamer(continual, frame_transform(loaded.config, args.crop), rate, args.device)
     names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
     print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, every {rate} frame(s) of "
@@ -66,10 +65,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("video", help="video file (e.g. an .mp4)")
     add_model_arguments(parser)
-    parser.add_argument("--top-k", type=int, default=5, help="classes printed per frame (default 5)")
+    parser.add_argument("--top-k", type=positive_int, default=5, help="classes printed per frame (default 5)")
     parser.add_argument("--no-fuse-bn", dest="fuse_bn", action="store_false",
                         help="keep BatchNorm layers separate (by default each BatchNorm that follows a conv "
                         "is folded into it: same predictions up to float rounding, fewer ops per frame)")
     parser.add_argument("--plot", metavar="PNG", help="write the top classes' probabilities over time here")
-    parser.add_argument("--plot-classes", type=int, default=5, help="classes drawn in the plot (default 5)")
+    parser.add_argument("--plot-classes", type=positive_int, default=5,
+                        help="classes drawn in the plot (default 5)")
     parser.set_defaults(handler=_stream)
