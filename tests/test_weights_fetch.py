@@ -256,6 +256,23 @@ def test_pinned_sha256_argument(env, server):
     assert fetch(NAME, progress=False, sha256=hashlib.sha256(good).hexdigest()).is_file()
 
 
+def test_a_pin_that_differs_from_the_cached_file_keeps_it_and_says_so(env, server, monkeypatch):
+    cache, _ = env
+    good = _pyth_bytes(_official_state(seed=7))
+    server.files["/TINY.pyth"] = good
+    converted = fetch(NAME, progress=False)
+    cached = sorted(p.name for p in cache.rglob("*") if p.is_file())
+    monkeypatch.setenv("COZOO_OFFLINE", "1")  # no download is attempted either
+    with pytest.raises(VerificationError, match=f"has sha256 {hashlib.sha256(good).hexdigest()}, not the "
+                       f"requested {'0' * 64}; it was kept"):
+        fetch(NAME, progress=False, sha256="0" * 64)
+    converted.unlink()  # only the published file left: the same answer, and it stays too
+    with pytest.raises(VerificationError, match="TINY.pyth of '_wtest_tiny' has sha256 .* it was kept"):
+        fetch(NAME, progress=False, sha256="0" * 64)
+    assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == sorted(set(cached) - {converted.name})
+    assert server.gets() == 1
+
+
 def test_wrong_file_format(env, server):
     cache, _ = env
     buf = io.BytesIO()

@@ -26,6 +26,7 @@ from cozoo.registry import ModelConfig, get_config
 from cozoo.weights.converters import StateDict, convert_state_dict, load_state_dict_strict
 from cozoo.weights.download import (
     PartialFile,
+    VerificationError,
     WeightsError,
     acquire,
     copy_local,
@@ -172,13 +173,15 @@ def _ensure_cached(name: str, url: str | None = None, force: bool = False, progr
                    sha256: str | None = None, model: nn.Module | None = None) -> Path:
     entry = require_entry(name)
     meta = None if force else cached_metadata(entry)
-    if meta is not None and (sha256 is None or meta["source_sha256"] == sha256.lower()):
+    if meta is not None:
+        _check_pinned(entry, meta["source_sha256"], sha256, "the cached checkpoint")
         return converted_path(entry["name"])
     source = source_path(entry)
     if source.is_file() and not force:  # the published file is here: convert again, no network
         digest, size = sha256_file(source)
+        _check_pinned(entry, digest, sha256, str(source))
         try:
-            verify_hash(entry, digest, str(source), expected=sha256)
+            verify_hash(entry, digest, str(source))
             partial = PartialFile(source, digest, size)
             return _install(entry, partial, model, keep_source=False, what=str(source))
         except WeightsError:
@@ -190,6 +193,16 @@ def _ensure_cached(name: str, url: str | None = None, force: bool = False, progr
         return _install(entry, partial, model, keep_source=True, what=what)
     finally:
         partial.path.unlink(missing_ok=True)
+
+
+def _check_pinned(entry: dict[str, Any], digest: str, pinned: str | None, what: str) -> None:
+    """A cached file whose hash differs from the one the caller pins is kept, and the call refused: the
+    pin may be the mistake; ``force`` replaces the file."""
+    if pinned is not None and digest != pinned.lower():
+        raise VerificationError(
+            f"{what} of {entry['name']!r} has sha256 {digest}, not the requested {pinned.lower()}; it was "
+            "kept. Check the hash, or download again with force=True (cozoo weights fetch --force)"
+        )
 
 
 def fetch(name: str, url: str | None = None, force: bool = False, progress: bool = True,
