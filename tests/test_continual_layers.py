@@ -173,6 +173,18 @@ def test_stream_errors_name_the_problem():
     assert co.forward_step(torch.randn(3, 3, 5, 5)) is None  # a new stream may change batch size
 
 
+def test_a_frame_given_where_a_clip_belongs_is_named():
+    model = to_continual(nn.Sequential(nn.Conv3d(3, 4, (3, 3, 3), padding=1), nn.ReLU()))
+    one_frame = r"\(N, C, T, H, W\), got shape \(1, 3, 5, 5\); use forward_step\(frame\) for one frame"
+    with pytest.raises(StreamError, match="forward_steps expects frames " + one_frame):
+        model.forward_steps(torch.randn(1, 3, 5, 5))
+    with pytest.raises(StreamError, match="expected a clip " + one_frame):
+        model(torch.randn(1, 3, 5, 5))
+    with pytest.raises(StreamError, match=r"a clip \(N, C, T, H, W\), got shape \(1, 3, 2, 4, 5, 5\)$"):
+        model(torch.randn(1, 3, 2, 4, 5, 5))
+    assert model(torch.randn(1, 3, 3, 5, 5)).shape == (1, 4, 1, 5, 5)
+
+
 def test_unknown_module_type_is_named():
     with pytest.raises(TypeError, match="LSTMCell"):
         to_continual(nn.Sequential(nn.LSTMCell(2, 2)))

@@ -134,9 +134,10 @@ class ContinualModule:
         Continual models drop the source's temporal zero padding, so a clip needs ``first_output + 1``
         frames (the receptive field without padding) where the source network accepted fewer."""
         needed = self.__dict__.get("_clip_frames_needed")
-        if needed is None or self.source_padding or not isinstance(clip, torch.Tensor) or clip.dim() < 3:
+        if needed is None or not isinstance(clip, torch.Tensor):
             return
-        if clip.shape[2] < needed:
+        self._check_clip_rank(clip, "expected a clip")
+        if clip.shape[2] < needed and not self.source_padding:
             raise ValueError(
                 f"a clip of {clip.shape[2]} frames is too short: in clip mode this continual model's first "
                 f"output needs {needed} frames (it drops the source network's temporal zero padding, as in "
@@ -161,6 +162,7 @@ class ContinualModule:
         """Feed ``frames`` (N, C, T, ...) one by one; returns the outputs stacked on dim 2, or ``None``."""
         if not isinstance(frames, torch.Tensor) or frames.dim() < 3:
             raise StreamError(f"forward_steps expects a tensor (N, C, T, ...), got {_describe(frames)}")
+        self._check_clip_rank(frames, "forward_steps expects frames")
         outputs = []
         for t in range(frames.shape[2]):
             out = self.forward_step(frames[:, :, t])
@@ -194,6 +196,13 @@ class ContinualModule:
         return self.__dict__.get("_source_padding", False)
 
     # -- input validation (top-level calls only) -------------------------------------------------------
+    def _check_clip_rank(self, clip: torch.Tensor, what: str) -> None:
+        """Frames stacked on dim 2 have one dimension more than a frame."""
+        if self.frame_rank is not None and clip.dim() != self.frame_rank + 1:
+            layout = "(N, C, T, H, W)" if self.frame_rank == 4 else f"a rank-{self.frame_rank + 1} tensor"
+            hint = "; use forward_step(frame) for one frame" if clip.dim() == self.frame_rank else ""
+            raise StreamError(f"{what} {layout}, got shape {tuple(clip.shape)}{hint}")
+
     def _check_frame(self, frame: torch.Tensor) -> None:
         if not isinstance(frame, torch.Tensor):
             raise StreamError(f"forward_step expects a tensor frame, got {_describe(frame)}")
