@@ -86,13 +86,13 @@ def get_config(name: str) -> ModelConfig:
 
 
 def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]:
-    """Sorted registered names matching a shell-style wildcard (e.g. ``"*x3d*"``).
+    """Sorted registered names matching a shell-style wildcard (e.g. ``"*x3d*"``; case-insensitive).
 
     ``pretrained=True`` keeps only names with a published checkpoint in the manifest,
     ``pretrained=False`` only those without; ``None`` keeps all.
     """
     _ensure_loaded()
-    names = sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    names = sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern.lower()))
     if pretrained is None:
         return names
     from cozoo.weights.manifest import has_pretrained
@@ -131,6 +131,8 @@ def create_model(
     Extra keyword arguments go to the builder (e.g. ``pool_window=64`` for continual variants).
     """
     config = get_config(name)
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     build_kwargs = {**config.builder_kwargs, **kwargs}
     model = config.builder(num_classes=config.num_classes, **build_kwargs)
     if pretrained:
@@ -139,6 +141,8 @@ def create_model(
         load_pretrained(model, config, None if pretrained is True else str(pretrained))
     if num_classes is not None and num_classes != config.num_classes:
         reset_classifier(model, num_classes)
+    if config.continual and "pool_window" in kwargs:  # the config describes the model as built
+        config = dataclasses.replace(config, frames=int(kwargs["pool_window"]))
     model.cozoo_config = config  # type: ignore[attr-defined]
     return model
 

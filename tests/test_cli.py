@@ -16,6 +16,11 @@ def test_models_lists_continual_variants(capsys):
     assert "cox3d_s " in out and "cox3d_s_64" in out and "continual from x3d_s" in out
 
 
+def test_models_without_a_match_says_so(capsys):
+    assert main(["models", "nope*"]) == 1
+    assert "no model matches 'nope*'" in capsys.readouterr().err
+
+
 def test_info_of_unknown_model_names_close_matches(capsys):
     assert main(["info", "cox3d_ss"]) == 2
     assert "cox3d_s" in capsys.readouterr().err

@@ -131,6 +131,9 @@ def test_label_map_round_trip_and_subset_saved_with_run(tmp_path):
     (tmp_path / "bad.json").write_text('{"labels": 1}')
     with pytest.raises(AnnotationError, match="classes"):
         load_label_map(tmp_path / "bad.json")
+    (tmp_path / "binary.json").write_bytes(b"\xca\xfe\xba\xbe")
+    with pytest.raises(AnnotationError, match=r"binary.json: not a JSON label map \('utf-8' codec"):
+        load_label_map(tmp_path / "binary.json")
 
 
 def test_dataset_items_and_labels(synthetic):

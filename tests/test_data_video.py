@@ -45,8 +45,10 @@ def test_iter_frames_streams_every_frame(ramp_path):
 
 
 def test_missing_file_names_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothere.mp4"):
+    with pytest.raises(FileNotFoundError, match="video file not found: .*nothere.mp4"):
         read_frames(tmp_path / "nothere.mp4")
+    with pytest.raises(FileNotFoundError, match="expected a video file, got a directory"):
+        read_frames(tmp_path)
 
 
 @pytest.mark.parametrize("kind", ["random", "truncated", "empty"])

@@ -34,6 +34,19 @@ def test_unknown_name_lists_close_matches(tiny_registered):
 def test_list_models_wildcard(tiny_registered):
     assert "_tiny_test_model" in registry.list_models("_tiny*")
     assert registry.list_models("_no_such_prefix*") == []
+    assert registry.list_models("X3D_S*") == registry.list_models("x3d_s*") == ["x3d_s"]
+
+
+def test_create_model_refuses_no_classes(tiny_registered):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"num_classes must be at least 1, got {bad}"):
+            registry.create_model("_tiny_test_model", num_classes=bad)
+
+
+def test_continual_config_reports_the_pool_window_built():
+    model = registry.create_model("cox3d_s", pool_window=64)
+    assert model.cozoo_config.frames == 64 and model.cozoo_config.name == "cox3d_s"
+    assert registry.get_config("cox3d_s").frames == 13
 
 
 def test_reset_classifier_replaces_only_last_linear(tiny_registered):

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from cozoo.registry import get_config, list_models, model_info
 
 
 def _list(args: argparse.Namespace) -> int:
     pretrained = {"yes": True, "no": False, "any": None}[args.pretrained]
-    for name in list_models(args.pattern, pretrained=pretrained):
+    names = list_models(args.pattern, pretrained=pretrained)
+    if not names:
+        print(f"cozoo models: no model matches {args.pattern!r}"
+              + ("" if pretrained is None else f" with --pretrained {args.pretrained}"), file=sys.stderr)
+        return 1
+    for name in names:
         config = get_config(name)
         kind = f"continual from {config.source}" if config.source else "regular"
         print(f"{name:22s} {config.frames:3d} frames  crop {config.test_crop:3d}  {kind}")

@@ -241,8 +241,8 @@ def load_label_map(path: PathLike) -> dict[str, int]:
         raise FileNotFoundError(f"label map not found: {str(path)!r}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise AnnotationError(f"{path}: not valid JSON ({err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AnnotationError(f"{path}: not a JSON label map ({err})") from None
     classes = data.get("classes") if isinstance(data, dict) else None
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise AnnotationError(f"{path}: expected {{\"classes\": [names...]}}")

@@ -45,7 +45,8 @@ class VideoInfo:
 def _open_stream(path: PathLike) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
     """Open ``path`` for reading; yield the container and its first video stream (threaded decoding)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"video file not found: {os.fspath(path)!r}")
+        what = "expected a video file, got a directory" if os.path.isdir(path) else "video file not found"
+        raise FileNotFoundError(f"{what}: {os.fspath(path)!r}")
     try:
         container = av.open(os.fspath(path))
     except (av.FFmpegError, OSError) as err:
