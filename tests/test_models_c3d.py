@@ -92,3 +92,17 @@ def test_port_state_dict_loads_as_is():
     """Same names and shapes as the port: a plain strict load_state_dict works without conversion."""
     torch.manual_seed(0)
     create_model("c3d").load_state_dict(_port_state_dict(), strict=True)
+
+
+def test_wrong_frame_size_is_named_in_clip_and_step_mode():
+    """fc6 fixes C3D's input to 112 x 112 frames: other sizes fail at the flatten, saying so (not in fc6)."""
+    needs = r"C3D needs 112 x 112 frames \(16 per clip\): the flattened maps should be"
+    with torch.no_grad():
+        with pytest.raises(ValueError, match=needs + r" \(512, 1, 4, 4\), got \(512, 1, 3, 3\)"):
+            create_model("c3d")(torch.zeros(1, 3, 16, 64, 64))
+        continual = create_model("coc3d").eval()
+        with pytest.raises(ValueError, match=needs + r" \(512, 4, 4\), got \(512, 3, 3\)"):
+            continual(torch.zeros(1, 3, continual.first_output + 1, 64, 64))
+        with pytest.raises(ValueError, match=needs):
+            for _ in range(continual.first_output + 1):
+                continual.forward_step(torch.zeros(1, 3, 64, 64))

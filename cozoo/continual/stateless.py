@@ -88,11 +88,13 @@ class CoFlatten(ContinualModule, Flatten):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_size((x.shape[1], *x.shape[3:]), per_frame=True)
         if self.source_padding and x.shape[2] == 1:
             return x.flatten(1)
         return x.permute(0, 1, 3, 4, 2).flatten(1, 3)
 
     def _step(self, frame: torch.Tensor) -> torch.Tensor:
+        self.check_size(frame.shape[1:], per_frame=True)
         return frame.flatten(1)
 
 

@@ -52,9 +52,28 @@ class SqueezeExcitation(nn.Module):
 
 
 class Flatten(nn.Module):
-    """(N, C, 1, 1, 1) -> (N, C). Continual form flattens each step's (N, C, 1, 1)."""
+    """(N, C, 1, 1, 1) -> (N, C). Continual form flattens each step's (N, C, 1, 1).
+
+    ``expected`` (C, T, H, W), where a following linear layer fixes the map size, makes a wrong-sized input
+    an error naming ``needs`` (what the model's input must be) instead of a matrix-shape error further on.
+    """
+
+    def __init__(self, expected: tuple[int, int, int, int] | None = None, needs: str = "") -> None:
+        super().__init__()
+        self.expected = expected
+        self.needs = needs
+
+    def check_size(self, size: tuple[int, ...], per_frame: bool = False) -> None:
+        """Raise if ``size`` (C, T, H, W), or (C, H, W) with ``per_frame``, is not the expected map size."""
+        if self.expected is None:
+            return
+        want = (self.expected[0], *self.expected[2:]) if per_frame else self.expected
+        if tuple(size) != want:
+            raise ValueError(f"{self.needs or 'this model needs another input size'}: the flattened maps "
+                             f"should be {want}, got {tuple(size)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_size(x.shape[1:])
         return x.flatten(1)
 
 

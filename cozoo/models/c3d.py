@@ -44,7 +44,7 @@ def c3d(num_classes: int = 487, dropout: float = 0.5) -> nn.Sequential:
             kernel, padding = pool
             layers[f"pool{name[0]}"] = nn.MaxPool3d(kernel, stride=kernel, padding=padding)
         in_channels = channels
-    layers["flatten"] = Flatten()
+    layers["flatten"] = Flatten((in_channels, *POOL5_SIZE), needs="C3D needs 112 x 112 frames (16 per clip)")
     layers["fc6"] = nn.Linear(in_channels * POOL5_SIZE[0] * POOL5_SIZE[1] * POOL5_SIZE[2], 4096)
     layers["relu6"] = nn.ReLU()
     layers["drop6"] = nn.Dropout(dropout)
