@@ -166,6 +166,12 @@ def test_override_disables_comparison() -> None:
     assert report.published_clip is None and report.crop == 64
 
 
+def test_a_pool_window_of_its_own_is_named_beside_the_variant() -> None:
+    assert flops_command.model_report("cox3d_xs", crop=32).continual_name == "cox3d_xs"
+    report = flops_command.model_report("cox3d_xs", crop=32, frames=16)
+    assert report.continual_name == "cox3d_xs(pool_window=16)"
+
+
 def test_cli_single_model_and_table(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -58,7 +58,8 @@ class FlopsReport:
     """Counts for one registered model (regular name) and its continual counterpart."""
 
     name: str  # the regular model
-    continual_name: str | None  # registered continual variant, or None (converted on the fly)
+    continual_name: str | None  # registered continual variant (+ its pool window if another), or None
+    # (converted on the fly)
     protocol: str
     crop: int
     frames: int
@@ -134,6 +135,8 @@ def model_report(
         continual_name = name if config.continual else _continual_variant(regular, window)
         continual = _continual_model(model, continual_name, window)
         step = count_flops(continual, (1, 3, crop, crop), batchnorm=batchnorm)
+        if continual_name is not None and get_config(continual_name).frames != window:
+            continual_name = f"{continual_name}(pool_window={window})"
     published: tuple[float | None, float | None, str, str] = (None, None, "-", "amortised")
     if crop == default_crop and clip_frames == source.frames:
         published = _published(regular, protocol)
