@@ -299,7 +299,8 @@ def test_checkpoint_with_code_is_refused(env, server):
 
 
 def test_http_error_is_clear(env, server):
-    with pytest.raises(DownloadError, match="HTTP Error 404"):
+    with pytest.raises(DownloadError, match="HTTP Error 404.*Without network access, copy TINY.pyth to this "
+                       "machine and run `cozoo weights import _wtest_tiny"):
         fetch(NAME, progress=False)
 
 

@@ -229,10 +229,13 @@ def acquire(entry: dict[str, Any], url: str | None = None, progress: bool = True
             f"{directory}. On a machine with network access download it"
             + (f" from {where}" if where else "") + f", then {import_hint(entry)}."
         )
-    if http_url:
-        return download_url(http_url, directory, filename, progress=progress)
-    if hf:
-        return download_hf(hf, directory, filename)
+    if http_url or hf:
+        try:
+            if http_url:
+                return download_url(http_url, directory, filename, progress=progress)
+            return download_hf(hf, directory, filename)
+        except DownloadError as err:
+            raise DownloadError(f"{err}. Without network access, {import_hint(entry)}.") from err.__cause__
     known = entry["source"].get("unofficial_url")
     raise DownloadError(
         f"{entry['name']!r} has no official download"
