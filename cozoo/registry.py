@@ -81,7 +81,7 @@ def get_config(name: str) -> ModelConfig:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.4)
         hint = f"; closest matches: {', '.join(close)}" if close else ""
         raise UnknownModelError(
-            f"unknown model {name!r}{hint}. See cozoo.list_models() for all names."
+            f"unknown model {name!r}{hint}. All names: `cozoo models` or cozoo.list_models()."
         ) from None
 
 

@@ -75,6 +75,20 @@ def test_stream_reports_frames_and_batches_parallel_streams():
     torch.testing.assert_close(single[-1].logits, predictions[-1].logits[1:], rtol=1e-4, atol=1e-5)
 
 
+def test_stream_restarts_its_frame_count_when_the_model_is_reset_directly():
+    model = cozoo.create_model("colate_fusion", num_classes=3, widths=(4, 8)).eval()
+    stream = model.stream()
+    frame = torch.randn(1, 3, 16, 16)
+    for _ in range(3):
+        stream.push(frame)
+    assert model.in_stream and stream.frames_seen == 3
+    model.reset()
+    assert not model.in_stream
+    outputs = [stream.push(frame) for _ in range(model.first_output + 1)]
+    assert outputs[-1] is not None and outputs[-1].frame_index == model.first_output
+    assert all(out is None for out in outputs[:-1])
+
+
 def test_stream_rejects_training_mode():
     with pytest.raises(ValueError, match="eval"):
         cozoo.create_model("cox3d_xs").stream()

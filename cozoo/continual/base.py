@@ -184,6 +184,11 @@ class ContinualModule:
                 module._reset_state()
                 module.__dict__.pop("_stream_signature", None)
 
+    @property
+    def in_stream(self) -> bool:
+        """Whether frames were stepped through this module since its last `reset`."""
+        return "_stream_signature" in self.__dict__
+
     def set_source_padding(self, enabled: bool = True) -> None:
         """Clip mode reproduces the source network (with its temporal padding) when ``enabled``."""
         assert isinstance(self, nn.Module)

@@ -45,6 +45,8 @@ class Stream:
 
     @torch.no_grad()
     def push(self, frame: torch.Tensor) -> Prediction | None:
+        if self.frames_seen and not self.model.in_stream:  # the model was reset directly: a new stream
+            self.frames_seen = 0
         out = self.model.forward_step(frame)
         index = self.frames_seen
         self.frames_seen += 1
