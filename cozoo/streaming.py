@@ -77,7 +77,8 @@ class FramePrediction:
 
 
 class VideoStreamer:
-    """Steps a continual model through frames; counts what it decoded and fed.
+    """Steps a continual model through frames (replayed as CUDA graphs with ``cuda_graphs``, see
+    `Stream`); counts what it decoded and fed.
 
     ``frames_read``: frames taken from the input; ``steps``: frames fed to the model (every
     ``sampling_rate``-th); ``padded``: extra repeats of the last frame fed by `pad_until_output`.
@@ -89,6 +90,7 @@ class VideoStreamer:
         transform: FrameTransform,
         sampling_rate: int = 1,
         device: torch.device | str = "cpu",
+        cuda_graphs: bool = False,
     ) -> None:
         if sampling_rate < 1:
             raise ValueError(f"sampling_rate must be >= 1, got {sampling_rate}")
@@ -96,7 +98,7 @@ class VideoStreamer:
         self.transform = transform
         self.sampling_rate = sampling_rate
         self.device = torch.device(device)
-        self.stream = Stream(model)
+        self.stream = Stream(model, cuda_graphs=cuda_graphs)
         self.frames_read = 0
         self.steps = 0
         self.padded = 0

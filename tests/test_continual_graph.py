@@ -10,7 +10,7 @@ from torch import nn
 
 import cozoo
 from cozoo import fuse_conv_bn
-from cozoo.continual import CudaGraphStepper, to_continual
+from cozoo.continual import CudaGraphStepper, Stream, StreamError, to_continual
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 CONTINUAL = cozoo.list_models("co*")
@@ -149,3 +149,35 @@ def test_compiled_graph_replays_equal_clip(exact_float32):
         clip = model(frames)
         graphed = _graph_steps(model, frames, compile=True)
     _assert_emitted_equal(graphed, clip)
+
+
+@needs_cuda
+def test_replays_refuse_a_frame_unlike_the_captured_input():
+    model = _cuda_model("cox3d_xs")
+    frames = torch.randn(1, 3, model.first_output + 2 * model.stride + 2, 32, 32, device="cuda")
+    stepper = CudaGraphStepper(model, frames[:, :, 0])
+    with torch.no_grad():
+        for t in range(frames.shape[2]):
+            stepper.step(frames[:, :, t])
+        assert stepper.captured
+        for bad in (frames[:, :, 0].expand(2, -1, -1, -1), frames[:, :, 0].double(), frames[:, :, 0].cpu()):
+            with pytest.raises(StreamError, match="does not match the captured graphs' input"):
+                stepper.step(bad)
+
+
+@needs_cuda
+def test_stream_with_cuda_graphs_equals_eager_stream(exact_float32):
+    model = _cuda_model("coi3d_r50")  # temporal stride 2: predictions on every other frame
+    frames = torch.randn(model.first_output + 4 * model.stride, 2, 3, 32, 32, device="cuda")
+    stream = model.stream()
+    eager = [stream.push(f) for f in frames]
+    graphs = Stream(model, cuda_graphs=True)
+    graphed = [graphs.push(f) for f in frames]
+    assert [p is None for p in graphed] == [p is None for p in eager]
+    for got, expected in zip(graphed, eager, strict=True):
+        if expected is not None:
+            assert (got.frame_index, got.centre_frame) == (expected.frame_index, expected.centre_frame)
+            torch.testing.assert_close(got.logits, expected.logits, rtol=1e-4, atol=1e-5)
+    model.reset()  # a direct reset starts a new stream: new graphs, frame count from 0
+    again = [graphs.push(f) for f in frames]
+    assert [p.frame_index for p in again if p is not None] == [p.frame_index for p in eager if p is not None]

@@ -5,7 +5,7 @@ import torch
 from helpers import randomise_batchnorm
 
 import cozoo
-from cozoo.continual import ContinualModule
+from cozoo.continual import ContinualModule, Stream
 
 CONTINUAL = cozoo.list_models("co*")
 FRAME_SIZE = {"coc3d": 112}  # C3D's fc6 fixes its input size
@@ -87,6 +87,11 @@ def test_stream_restarts_its_frame_count_when_the_model_is_reset_directly():
     outputs = [stream.push(frame) for _ in range(model.first_output + 1)]
     assert outputs[-1] is not None and outputs[-1].frame_index == model.first_output
     assert all(out is None for out in outputs[:-1])
+
+
+def test_stream_with_cuda_graphs_needs_a_cuda_model():
+    with pytest.raises(ValueError, match="cuda_graphs=True needs the model on a CUDA device"):
+        Stream(cozoo.create_model("cox3d_xs").eval(), cuda_graphs=True)
 
 
 def test_stream_rejects_training_mode():

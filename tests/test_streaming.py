@@ -198,3 +198,5 @@ def test_cli_stream_errors(
     assert main(["stream", str(video[0]), "--model", "colate_fusion", "--crop", str(CROP),
                  "--sampling-rate", "4"]) == 1
     assert "no prediction" in capsys.readouterr().err
+    assert main(["stream", str(video[0]), *common, "--cuda-graphs"]) == 2
+    assert "--cuda-graphs needs a CUDA device (--device cuda), got --device cpu" in capsys.readouterr().err

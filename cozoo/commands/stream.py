@@ -23,18 +23,22 @@ def _weights(loaded: LoadedModel) -> str:
 
 
 def _stream(args: argparse.Namespace) -> int:
+    if args.cuda_graphs and not str(args.device).startswith("cuda"):
+        raise ValueError(f"--cuda-graphs needs a CUDA device (--device cuda), got --device {args.device}")
     loaded = load_from_args(args)
     continual = loaded.continual()
     if args.fuse_bn:
         continual = fuse_conv_bn(continual)
     continual = continual.to(args.device)
     rate = loaded.config.sampling_rate if args.sampling_rate is None else args.sampling_rate
-    streamer = VideoStreamer(continual, frame_transform(loaded.config, args.crop), rate, args.device)
+    streamer = VideoStreamer(continual, frame_transform(loaded.config, args.crop), rate, args.device,
+                             cuda_graphs=args.cuda_graphs)
     names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
     print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, every {rate} frame(s) of "
           f"the video; first prediction after {streamer.first_output + 1} model steps "
           f"(video frame {streamer.first_output * rate})"
-          f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}", flush=True)
+          f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"
+          f"{'; steps replayed as CUDA graphs' if args.cuda_graphs else ''}", flush=True)
     predictions: list[FramePrediction] = []
     start = time.perf_counter()
     for prediction in stream_video(streamer, args.video):
@@ -69,6 +73,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-fuse-bn", dest="fuse_bn", action="store_false",
                         help="keep BatchNorm layers separate (by default each BatchNorm that follows a conv "
                         "is folded into it: same predictions up to float rounding, fewer ops per frame)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="with --device cuda: replay each steady-state step as a CUDA graph (the fast "
+                        "path: same predictions, a fraction of the launch overhead)")
     parser.add_argument("--plot", metavar="PNG", help="write the top classes' probabilities over time here")
     parser.add_argument("--plot-classes", type=positive_int, default=5,
                         help="classes drawn in the plot (default 5)")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cozoo.continual.base import ContinualModule
+from cozoo.continual.base import ContinualModule, StreamError
 
 
 class CudaGraphStepper:
@@ -61,12 +61,26 @@ class CudaGraphStepper:
             return self._step_fn(frame)
         if not self._graphs:
             self._capture()
+        self._check_replay_frame(frame)
         self._static_in.copy_(frame)
         phase = self._phase
         self._graphs[phase].replay()
         self._phase = (phase + 1) % self.period
         self._steps += 1
         return self._outputs[phase]
+
+    def _check_replay_frame(self, frame: torch.Tensor) -> None:
+        """The graphs read a fixed input buffer: another shape would be broadcast into it (or fail deep in
+        a copy), so it is refused here, by Python attribute checks only (nothing waits on the GPU)."""
+        static = self._static_in
+        if (not isinstance(frame, torch.Tensor) or frame.shape != static.shape
+                or frame.dtype != static.dtype or frame.device != static.device):
+            got = (f"{tuple(frame.shape)} {frame.dtype} on {frame.device}"
+                   if isinstance(frame, torch.Tensor) else type(frame).__name__)
+            raise StreamError(
+                f"frame {got} does not match the captured graphs' input {tuple(static.shape)} "
+                f"{static.dtype} on {static.device}; start a new stepper for a new stream"
+            )
 
     def _capture(self) -> None:
         model = self.model
