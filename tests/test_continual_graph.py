@@ -10,7 +10,7 @@ from torch import nn
 
 import cozoo
 from cozoo import fuse_conv_bn
-from cozoo.continual import CudaGraphStepper, Stream, StreamError, to_continual
+from cozoo.continual import CudaGraphStepper, StreamError, to_continual
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 CONTINUAL = cozoo.list_models("co*")
@@ -171,7 +171,7 @@ def test_stream_with_cuda_graphs_equals_eager_stream(exact_float32):
     frames = torch.randn(model.first_output + 4 * model.stride, 2, 3, 32, 32, device="cuda")
     stream = model.stream()
     eager = [stream.push(f) for f in frames]
-    graphs = Stream(model, cuda_graphs=True)
+    graphs = model.stream(cuda_graphs=True)
     graphed = [graphs.push(f) for f in frames]
     assert [p is None for p in graphed] == [p is None for p in eager]
     for got, expected in zip(graphed, eager, strict=True):
