@@ -118,7 +118,7 @@ class ContinualModule:
     def bind_schedule(self) -> Schedule:
         """Align every strided layer and merge in this module as the top of a stream; returns its schedule.
 
-        The top also records how many frames a clip needs for one output (`check_clip_length`); binding
+        The top also records how many frames a clip needs for one output (see `_check_clip`); binding
         a container makes it the top, so nested containers forget theirs."""
         schedule = self._schedule(Schedule(), bind=True)
         assert isinstance(self, nn.Module)
@@ -128,7 +128,7 @@ class ContinualModule:
             self.__dict__["_clip_frames_needed"] = schedule.first + 1
         return schedule
 
-    def check_clip_length(self, clip: torch.Tensor) -> None:
+    def _check_clip(self, clip: torch.Tensor) -> None:
         """Raise if ``clip`` (N, C, T, ...) is too short for one clip-mode output of this (top) module.
 
         Continual models drop the source's temporal zero padding, so a clip needs ``first_output + 1``

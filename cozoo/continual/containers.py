@@ -83,7 +83,7 @@ class CoSequential(ScheduledContainer, nn.Sequential):
         return inp
 
     def forward(self, x):  # type: ignore[override]
-        self.check_clip_length(x)
+        self._check_clip(x)
         return super().forward(x)
 
     def _step(self, frame):  # type: ignore[override]
