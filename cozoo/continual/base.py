@@ -327,10 +327,15 @@ def pad_to_length(x: torch.Tensor, length: int) -> tuple[torch.Tensor, bool]:
 def shift_in(buffer: torch.Tensor, frame: torch.Tensor) -> None:
     """In place: drop the oldest entry on dim 2 of ``buffer`` and append ``frame`` as the newest.
 
-    Two kernels (one for a single-entry buffer): the shifted window is built by one concatenation and
-    copied back; a step's cost on a GPU at batch 1 is mostly its kernel count.
+    On a GPU, two kernels (one for a single-entry buffer): the shifted window is built by one
+    concatenation and copied back, as a batch-1 step's cost there is mostly its kernel count. On a CPU,
+    one copy per entry: concatenating strided slices is the slow path there (2-4x slower for large maps).
     """
     if buffer.shape[2] == 1:
         buffer[:, :, 0] = frame
-    else:
+    elif buffer.is_cuda:
         buffer.copy_(torch.cat((buffer[:, :, 1:], frame.unsqueeze(2)), dim=2))
+    else:
+        for i in range(buffer.shape[2] - 1):
+            buffer[:, :, i] = buffer[:, :, i + 1]
+        buffer[:, :, -1] = frame
