@@ -119,6 +119,43 @@ def test_config_errors_name_the_key(tmp_path):
         load_config("configs/finetune/synthetic_x3d.yaml", ["epochs"])
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ({"train": {"clip_grad_norm": -1.0}}, r"train.clip_grad_norm must be positive \(or null: no clipping\)"),
+    ({"train": {"label_smoothing": 2.0}}, r"train.label_smoothing must be in \[0, 1\), got 2.0"),
+    ({"optim": {"betas": [0.9]}}, r"optim.betas must be two numbers in \[0, 1\)"),
+    ({"optim": {"lr": 0.01, "min_lr": 1.0}}, r"optim.min_lr must be in \[0, optim.lr = 0.01\], got 1.0"),
+    ({"seed": -1}, "seed must be a non-negative integer, got -1"),
+    ({"data": {"synthetic": {"fps": 0.0}}}, "data.synthetic.fps must be positive, got 0.0"),
+    ({"data": {"synthetic": {"classes": ["spinning"]}}}, "data.synthetic.classes: unknown synthetic class"),
+    ({"data": {"synthetic": {}, "flip": True}},
+     r"data.flip is on, but a horizontal flip turns the synthetic classes \['moving_left', 'moving_right'"),
+    ({"model": {"name": "x3d_xs", "kwargs": {"num_classes": 7}}}, "model.kwargs.num_classes"),
+])
+def test_values_out_of_range_are_refused_naming_the_key(override, message):
+    config = {"model": {"name": "x3d_xs"}, "data": {"synthetic": {}}}
+    for key, value in override.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    with pytest.raises(ConfigError, match=message):
+        FinetuneConfig.from_dict(config)
+
+
+def test_synthetic_data_is_not_flipped_by_default_and_real_data_is():
+    synthetic = FinetuneConfig.from_dict({"model": {"name": "x3d_xs"}, "data": {"synthetic": None}})
+    assert synthetic.data.synthetic is not None and not synthetic.data.flip_enabled
+    real = FinetuneConfig.from_dict({"model": {"name": "x3d_xs"},
+                                     "data": {"train_csv": "t.csv", "val_csv": "v.csv", "video_root": "v"}})
+    assert real.data.flip_enabled
+    growing = {"synthetic": {"classes": ["growing", "shrinking"]}, "flip": True}
+    assert FinetuneConfig.from_dict({"model": {"name": "x3d_xs"}, "data": growing}).data.flip_enabled
+
+
+def test_builder_arguments_a_model_does_not_take_are_a_config_error(tmp_path, synthetic_root):
+    config = _config(tmp_path / "run", synthetic_root)
+    config.model.kwargs["bogus"] = 1
+    with pytest.raises(ConfigError, match="model.kwargs .*'bogus'.* do not fit late_fusion"):
+        finetune(config)
+
+
 def test_freezing_the_backbone_trains_only_the_classifier(tmp_path, synthetic_root):
     config = _config(tmp_path / "run", synthetic_root)
     config.model.freeze = ["backbone"]

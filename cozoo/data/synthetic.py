@@ -40,6 +40,14 @@ DEFAULT_CLASSES: tuple[str, ...] = (
 )
 
 
+def flipped_class(label: str) -> str:
+    """The class whose videos are ``label``'s videos flipped left-right (itself where a flip keeps it)."""
+    motion, backwards = _check_class(label)
+    if motion not in ("translate_x", "rotate"):
+        return label
+    return next(name for name, spec in _MOTIONS.items() if spec == (motion, not backwards))
+
+
 def reversed_class(label: str) -> str:
     """The class whose videos are ``label``'s videos played backwards."""
     motion, backwards = _check_class(label)

@@ -74,11 +74,17 @@ class DataSection:
     test_short_side: int | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
-    flip: bool = True
+    flip: bool | None = None  # None: on for real videos, off for synthetic ones (see `flip_enabled`)
     batch_size: int = 8
     val_batch_size: int | None = None
     val_clips: int = 1
     num_workers: int = 0
+
+    @property
+    def flip_enabled(self) -> bool:
+        """Horizontal flip augmentation: ``flip``, or by default on except for synthetic videos (their
+        left/right and clockwise/counter-clockwise classes swap under a flip)."""
+        return self.synthetic is None if self.flip is None else self.flip
 
 
 @dataclass
@@ -149,6 +155,44 @@ class FinetuneConfig:
         short = self.data.train_short_side
         if short is not None and len(short) != 2:
             raise ConfigError(f"data.train_short_side must be [low, high], got {short}")
+        self._validate_ranges()
+        if data.synthetic is not None:
+            self._validate_synthetic(data.synthetic)
+        if "num_classes" in self.model.kwargs:
+            raise ConfigError("model.kwargs.num_classes: the number of classes follows the data's classes")
+
+    def _validate_ranges(self) -> None:
+        optim, train = self.optim, self.train
+        checks = [
+            ("train.clip_grad_norm", train.clip_grad_norm,
+             train.clip_grad_norm is None or train.clip_grad_norm > 0, "positive (or null: no clipping)"),
+            ("train.label_smoothing", train.label_smoothing, 0 <= train.label_smoothing < 1, "in [0, 1)"),
+            ("optim.betas", optim.betas, len(optim.betas) == 2 and all(0 <= b < 1 for b in optim.betas),
+             "two numbers in [0, 1)"),
+            ("optim.min_lr", optim.min_lr, 0 <= optim.min_lr <= optim.lr, f"in [0, optim.lr = {optim.lr}]"),
+            ("seed", self.seed, self.seed >= 0, "a non-negative integer"),
+            ("data.subset_seed", self.data.subset_seed, self.data.subset_seed >= 0, "a non-negative integer"),
+        ]
+        for key, value, ok, wanted in checks:
+            if not ok:
+                raise ConfigError(f"{key} must be {wanted}, got {value!r}")
+
+    def _validate_synthetic(self, synthetic: SyntheticSection) -> None:
+        from cozoo.data.synthetic import flipped_class
+
+        sizes = {"fps": synthetic.fps, "frames": synthetic.frames, "size": synthetic.size,
+                 "videos_per_class": synthetic.videos_per_class,
+                 "val_videos_per_class": synthetic.val_videos_per_class}
+        for key, value in sizes.items():
+            if value <= 0:
+                raise ConfigError(f"data.synthetic.{key} must be positive, got {value}")
+        try:
+            swapped = [c for c in synthetic.classes if flipped_class(c) != c]
+        except ValueError as error:
+            raise ConfigError(f"data.synthetic.classes: {error}") from None
+        if self.data.flip and swapped:
+            raise ConfigError(f"data.flip is on, but a horizontal flip turns the synthetic classes {swapped} "
+                              "into others (left/right, clockwise/counter-clockwise): set data.flip: false")
 
 
 _SECTIONS: dict[str, type] = {"model": ModelSection, "data": DataSection, "optim": OptimSection,
@@ -165,6 +209,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
                           f"known in {where.rstrip('.') or 'top level'}: {', '.join(fields)}")
     values = {}
     for key, value in data.items():
+        if key == "synthetic" and value is None:  # "synthetic:" with nothing under it: the defaults
+            value = {}
         if key in _SECTIONS and value is not None:
             value = _build(_SECTIONS[key], value, f"{where}{key}.")
         values[key] = _check_type(value, fields[key], f"{where}{key}")

@@ -175,8 +175,13 @@ class Trainer:
         self.val_loader = val_loader(self.val_set, config.data, pin)
         self.steps_per_epoch = len(self.train_set) // config.data.batch_size
 
-        self.model = create_model(config.model.name, pretrained=config.model.pretrained,
-                                  num_classes=len(self.label_map), **config.model.kwargs).to(self.device)
+        try:
+            model = create_model(config.model.name, pretrained=config.model.pretrained,
+                                 num_classes=len(self.label_map), **config.model.kwargs)
+        except TypeError as error:  # a builder argument it does not take
+            raise ConfigError(f"model.kwargs {config.model.kwargs} do not fit {config.model.name}: {error}"
+                              ) from None
+        self.model = model.to(self.device)
         self.frozen = freeze(self.model, config.model.freeze)
         self.frozen_norms = _frozen_norms(self.model)
         self.optimizer = self._optimizer()
