@@ -32,7 +32,7 @@ from cozoo.data.kinetics import KineticsDataset, read_annotations
 from cozoo.data.loader import build_dataset
 from cozoo.data.video import PathLike
 from cozoo.labels import class_names as label_set_names
-from cozoo.registry import ModelConfig, create_model, get_config, reset_classifier
+from cozoo.registry import ModelConfig, classifier, create_model, get_config, reset_classifier
 from cozoo.streaming import (
     FrameTransform,
     VideoStreamer,
@@ -111,14 +111,6 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     return Checkpoint(str(file), state_dict, fmt)
 
 
-def _classifier_key(model: nn.Module) -> str:
-    """State-dict key of the weight of the model's last ``nn.Linear``."""
-    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not names:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier")
-    return f"{names[-1]}.weight"
-
-
 @dataclass
 class LoadedModel:
     """A regular (clip) model with its weights, the label names of its outputs and the continual pool
@@ -176,7 +168,7 @@ def load_model(
     model = create_model(regular_name, pretrained=pretrained, **builder_kwargs)
     names = list(class_names) if class_names is not None else (ckpt.class_names if ckpt else None)
     if ckpt is not None:
-        key = _classifier_key(model)
+        key = f"{classifier(model)[0]}.weight"
         weight = ckpt.state_dict.get(key)
         num_classes = int(weight.shape[0]) if weight is not None else regular_config.num_classes
         if names is not None and len(names) != num_classes:
@@ -199,7 +191,7 @@ def load_model(
                 f"{builder_kwargs or 'default'}); a checkpoint of a model built with other arguments "
                 f"(widths, depths) needs the same ones. {error}"
             ) from None
-    num_classes = _output_size(model)
+    num_classes = classifier(model)[1].out_features
     if names is None:
         names = _default_names(regular_config, num_classes)
     elif len(names) != num_classes:
@@ -240,11 +232,6 @@ def _with_clip_settings(config: ModelConfig, recipe: FinetuneConfig) -> ModelCon
         config, frames=clips.frames, sampling_rate=clips.sampling_rate, train_crop=clips.train_crop,
         test_crop=clips.test_crop, mean=clips.mean, std=clips.std,
     )
-
-
-def _output_size(model: nn.Module) -> int:
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    return int(last.out_features)
 
 
 def _default_names(config: ModelConfig, num_classes: int) -> list[str]:

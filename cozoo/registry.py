@@ -139,7 +139,7 @@ def create_model(
         from cozoo.weights.load import load_pretrained
 
         load_pretrained(model, config, None if pretrained is True else str(pretrained))
-    if num_classes is not None and num_classes != config.num_classes:
+    if num_classes is not None and classifier(model)[1].out_features != num_classes:
         reset_classifier(model, num_classes)
     if config.continual and "pool_window" in kwargs:  # the config describes the model as built
         config = dataclasses.replace(config, frames=int(kwargs["pool_window"]))
@@ -147,14 +147,20 @@ def create_model(
     return model
 
 
-def reset_classifier(model: nn.Module, num_classes: int) -> None:
-    """Replace the last ``nn.Linear`` of a model by a fresh one with ``num_classes`` outputs."""
+def classifier(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The qualified name and module of the model's classifier (its last ``nn.Linear``)."""
     last_name, last = None, None
     for module_name, module in model.named_modules():
         if isinstance(module, nn.Linear):
             last_name, last = module_name, module
     if last is None or last_name is None:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier to reset")
+        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier")
+    return last_name, last
+
+
+def reset_classifier(model: nn.Module, num_classes: int) -> None:
+    """Replace the last ``nn.Linear`` of a model by a fresh one with ``num_classes`` outputs."""
+    last_name, last = classifier(model)
     parent = model.get_submodule(last_name.rpartition(".")[0]) if "." in last_name else model
     new = nn.Linear(last.in_features, num_classes, bias=last.bias is not None)
     new.__class__ = type(last)  # keeps a continual linear layer continual

@@ -93,3 +93,25 @@ def test_pretrained_with_new_num_classes_resets_only_the_classifier(name, tmp_pa
     for key, value in source.state_dict().items():
         if not key.startswith("head.fc."):
             assert torch.equal(own[key], value), key
+
+
+def test_pretrained_from_a_finetuning_checkpoint_keeps_its_classes_or_resets_them(tmp_path):
+    """A `cozoo finetune` checkpoint ({"model": ..., "label_map": ...}) of 4 classes: loading it keeps its
+    classifier (for its 4 classes, or when no count is asked), or resets only that for other classes."""
+    import cozoo
+
+    torch.manual_seed(0)
+    trained = cozoo.create_model("late_fusion", num_classes=4, widths=(4, 8)).eval()
+    path = tmp_path / "best.pt"
+    torch.save({"model": trained.state_dict(), "label_map": {"a": 0, "b": 1, "c": 2, "d": 3}}, path)
+    clip = torch.randn(1, 3, 8, 32, 32)
+    for num_classes in (4, None):
+        model = cozoo.create_model("late_fusion", pretrained=str(path), num_classes=num_classes,
+                                   widths=(4, 8)).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(model(clip), trained(clip))
+    other = cozoo.create_model("late_fusion", pretrained=str(path), num_classes=6, widths=(4, 8))
+    assert registry.classifier(other)[1].out_features == 6
+    head = registry.classifier(trained)[0]
+    kept = {k: v for k, v in trained.state_dict().items() if not k.startswith(head)}
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in kept.items())

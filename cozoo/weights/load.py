@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from cozoo.registry import ModelConfig, get_config
+from cozoo.registry import ModelConfig, classifier, get_config, reset_classifier
 from cozoo.weights.converters import StateDict, convert_state_dict, load_state_dict_strict
 from cozoo.weights.download import (
     PartialFile,
@@ -101,6 +101,8 @@ def read_checkpoint(
         )
     elif fmt is None and isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
+    elif fmt is None and isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]  # a `cozoo finetune` checkpoint: {"model": state_dict, "label_map", "config", ...}
     if not (isinstance(obj, Mapping) and obj
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())):
         raise WeightsFormatError(f"{what} does not hold a state dict (a mapping of names to tensors)")
@@ -229,7 +231,9 @@ def load_pretrained(model: nn.Module, config: ModelConfig, path: str | None) -> 
     """Load published weights (``path`` None: cached, fetched once) or a checkpoint file into ``model``.
 
     A file may be in the published format of the model's manifest entry (``.pyth``/``.pth``/``.pickle``), a
-    PyTorchVideo ``{"model_state": ...}`` file, or a state dict / ``.safetensors`` file in cozoo's layout.
+    PyTorchVideo ``{"model_state": ...}`` file, a ``cozoo finetune`` checkpoint, or a state dict /
+    ``.safetensors`` file in cozoo's layout. The model's classifier takes the file's number of classes
+    (`create_model` then resets it if other classes are asked for).
     """
     if path is None:
         converted = _ensure_cached(config.name, model=model)
@@ -242,6 +246,10 @@ def load_pretrained(model: nn.Module, config: ModelConfig, path: str | None) -> 
     if entry is not None and file.name == entry["source"]["filename"]:
         verify_hash(entry, sha256_file(file)[0], str(file))
     state_dict, fmt = read_checkpoint(file)
+    name, head = classifier(model)
+    weight = state_dict.get(f"{name}.weight")
+    if weight is not None and weight.shape[0] != head.out_features:  # e.g. a fine-tuned checkpoint
+        reset_classifier(model, int(weight.shape[0]))
     if fmt is None and entry is not None:
         fmt = entry["format"]
     fit_state_dict(model, config, state_dict, fmt)
