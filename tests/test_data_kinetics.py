@@ -81,6 +81,13 @@ def test_csv_round_trip_extra_columns_and_split_filter(tmp_path):
     assert records[0].filename == "--6bJUbfpnQ_000017_000027.mp4"
     assert read_annotations(csv_path, split="val") == records[1:]
     assert read_annotations(write_annotations(tmp_path / "out.csv", records)) == records
+    spreadsheet = tmp_path / "excel.csv"  # "CSV UTF-8" from a spreadsheet starts with a byte-order mark
+    spreadsheet.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    assert read_annotations(spreadsheet) == records
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("label,youtube_id,time_start,time_end,split\ncaf\u00e9,x,0,10,train\n".encode("latin-1"))
+    with pytest.raises(AnnotationError, match=r"latin1.csv: not UTF-8 text .*save the CSV as UTF-8"):
+        read_annotations(latin1)
 
 
 def test_path_resolution_nested_flat_and_other_spellings(tmp_path):

@@ -11,6 +11,7 @@ one warning each and skipped (see `KineticsDataset`).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import random
@@ -77,32 +78,35 @@ def read_annotations(path: PathLike, split: str | None = None) -> list[VideoReco
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {str(path)!r}")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = [name.strip() for name in (reader.fieldnames or [])]
-        missing = [column for column in REQUIRED_COLUMNS if column not in header]
-        if missing:
-            raise AnnotationError(
-                f"{path}: missing required column(s) {', '.join(missing)}; found columns "
-                f"{header or '(none)'}; expected {','.join(REQUIRED_COLUMNS)}"
-            )
-        reader.fieldnames = header
-        records = []
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            values = {column: (row.get(column) or "").strip() for column in REQUIRED_COLUMNS}
-            empty = [column for column in ("label", "youtube_id") if not values[column]]
-            if empty:
-                raise AnnotationError(f"{where}: empty value in column(s) {', '.join(empty)}")
-            record = VideoRecord(
-                label=values["label"],
-                youtube_id=values["youtube_id"],
-                time_start=_parse_seconds(values["time_start"], "time_start", where),
-                time_end=_parse_seconds(values["time_end"], "time_end", where),
-                split=values["split"],
-            )
-            if split is None or record.split == split:
-                records.append(record)
+    try:  # "utf-8-sig": spreadsheets save UTF-8 CSVs with a byte-order mark
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise AnnotationError(f"{path}: not UTF-8 text ({err}); save the CSV as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in (reader.fieldnames or [])]
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if missing:
+        raise AnnotationError(
+            f"{path}: missing required column(s) {', '.join(missing)}; found columns "
+            f"{header or '(none)'}; expected {','.join(REQUIRED_COLUMNS)}"
+        )
+    reader.fieldnames = header
+    records = []
+    for line, row in enumerate(reader, start=2):
+        where = f"{path}:{line}"
+        values = {column: (row.get(column) or "").strip() for column in REQUIRED_COLUMNS}
+        empty = [column for column in ("label", "youtube_id") if not values[column]]
+        if empty:
+            raise AnnotationError(f"{where}: empty value in column(s) {', '.join(empty)}")
+        record = VideoRecord(
+            label=values["label"],
+            youtube_id=values["youtube_id"],
+            time_start=_parse_seconds(values["time_start"], "time_start", where),
+            time_end=_parse_seconds(values["time_end"], "time_end", where),
+            split=values["split"],
+        )
+        if split is None or record.split == split:
+            records.append(record)
     return records
 
 
