@@ -458,6 +458,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
     compiled = tuple(m for m in (args.compile_models or args.models).split(",") if m) if args.compile else ()
     if not set(compiled) <= set(models):
         parser.error(f"--compile-models {sorted(set(compiled) - set(models))} are not in --models")
+    if args.iters < 3:
+        parser.error(f"--iters must be at least 3 (the fewest timed calls per measurement), got {args.iters}")
     for flag in ("crop", "frames", "threads"):
         value = getattr(args, flag)
         if value is not None and value < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Modules that define ``add_commands(subparsers)``; each registers one or more sub-commands.
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stays open: the interpreter flushes it at exit)
+        return 0
     except (ValueError, KeyError, OSError, RuntimeError) as err:
         print(f"cozoo {args.command}: error: {err}", file=sys.stderr)
         return 2

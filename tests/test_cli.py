@@ -65,3 +65,16 @@ def test_os_errors_are_reported_without_a_traceback(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(models_command, "_list", refuse)
     assert main(["models"]) == 2
     assert "cozoo models: error: [Errno 13] Permission denied" in capsys.readouterr().err
+
+
+def test_output_cut_short_by_a_closed_pipe_is_not_an_error():
+    import subprocess
+    import sys
+
+    # Unbuffered output, and the reading end closed before the command starts writing: its first write fails.
+    listing = subprocess.Popen([sys.executable, "-u", "-m", "cozoo.cli", "models"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert listing.stdout is not None
+    listing.stdout.close()
+    _, err = listing.communicate(timeout=120)
+    assert listing.returncode == 0 and b"Broken pipe" not in err and b"Traceback" not in err
