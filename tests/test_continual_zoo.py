@@ -57,6 +57,9 @@ def test_pool_window_keyword_extends_receptive_field_only():
     short, long = cozoo.create_model("cox3d_s"), cozoo.create_model("cox3d_s", pool_window=64)
     assert long.receptive_field - short.receptive_field == 64 - 13
     assert cozoo.create_model("cox3d_s_64").receptive_field == long.receptive_field
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"pool_window must be a positive whole number .*, got {bad}"):
+            cozoo.create_model("cox3d_s", pool_window=bad)
 
 
 def test_stream_reports_frames_and_batches_parallel_streams():

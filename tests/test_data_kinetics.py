@@ -138,6 +138,9 @@ def test_label_map_round_trip_and_subset_saved_with_run(tmp_path):
     (tmp_path / "bad.json").write_text('{"labels": 1}')
     with pytest.raises(AnnotationError, match="classes"):
         load_label_map(tmp_path / "bad.json")
+    (tmp_path / "twice.json").write_text('{"classes": ["a", "b", "a"]}')
+    with pytest.raises(AnnotationError, match=r"twice.json: duplicate class names \['a'\]"):
+        load_label_map(tmp_path / "twice.json")
     (tmp_path / "binary.json").write_bytes(b"\xca\xfe\xba\xbe")
     with pytest.raises(AnnotationError, match=r"binary.json: not a JSON label map \('utf-8' codec"):
         load_label_map(tmp_path / "binary.json")

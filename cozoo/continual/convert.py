@@ -81,6 +81,8 @@ def to_continual(module: nn.Module, pool_window: int | None = None, cache: Cache
 
 def configure_pool_window(model: nn.Module, frames: int) -> None:
     """Set every global average pool's window to span ``frames`` input frames of ``model``."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"pool_window must be a positive whole number of frames, got {frames!r}")
     model.bind_schedule()  # type: ignore[attr-defined]
     for pool in model.modules():
         if isinstance(pool, CoGlobalAvgPool3d):

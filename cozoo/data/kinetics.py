@@ -250,10 +250,11 @@ def load_label_map(path: PathLike) -> dict[str, int]:
     classes = data.get("classes") if isinstance(data, dict) else None
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise AnnotationError(f"{path}: expected {{\"classes\": [names...]}}")
+    duplicates = sorted({name for name in classes if classes.count(name) > 1})
+    if duplicates:
+        raise AnnotationError(f"{path}: duplicate class names {duplicates}")
     label_map = {name: index for index, name in enumerate(classes)}
     _check_label_map(label_map, str(path))
-    if len(label_map) != len(classes):
-        raise AnnotationError(f"{path}: duplicate class names")
     return label_map
 
 
