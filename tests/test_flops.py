@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from cozoo import count_flops
+from cozoo import count_flops, create_model
 from cozoo.cli import main
 from cozoo.commands import flops as flops_command
 from cozoo.continual import to_continual
@@ -188,3 +188,13 @@ def test_cli_single_model_and_table(
 
     assert main(["flops"]) == 2
     assert "NAME or --all" in capsys.readouterr().err
+
+
+def test_summary_reads_the_counts() -> None:
+    model = create_model("cox3d_xs")
+    step = count_flops(model, (1, 3, 32, 32))
+    text = step.summary()
+    assert text.startswith(f"input (1, 3, 32, 32): {step.gmacs:.3f} GFLOPs (GMACs) per frame step")
+    assert f"warm-up {step.warmup_steps} steps" in text and "by op (GMACs): " in text and "fvcore" in text
+    clip = count_flops(create_model("x3d_xs"), (1, 3, 4, 32, 32)).summary()
+    assert "per clip" in clip and "warm-up" not in clip

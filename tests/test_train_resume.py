@@ -8,7 +8,7 @@ import torch
 from cozoo.training import FinetuneConfig, load_checkpoint
 from cozoo.training.loop import Progress, finetune
 
-CLASSES = ["growing", "shrinking", "moving_right"]
+CLASSES = ["growing", "shrinking", "moving_down"]  # unchanged by a horizontal flip (flip stays on)
 
 
 class Killed(Exception):

@@ -16,8 +16,6 @@ from cozoo.continual.containers import AlignedMerge, MergeMode, continual_childr
 from cozoo.continual.convert import ConversionOptions, convert_module, register_continual
 from cozoo.models.slowfast import ConcatPathways, FuseFastToSlow, Pathways, SplitPathways
 
-Streams = list[torch.Tensor | None]
-
 
 class CoSplitPathways(ContinualModule, nn.Module):
     """Frame -> ``[slow, fast]``: the slow entry is the frame on every alpha-th step, else ``None``."""
