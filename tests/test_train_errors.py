@@ -8,7 +8,7 @@ import torch
 
 from cozoo import create_model
 from cozoo.cli import main
-from cozoo.data import AnnotationError, CorruptVideoWarning, read_annotations
+from cozoo.data import AnnotationError, CorruptVideoWarning, MissingVideoWarning, read_annotations
 from cozoo.training import ConfigError, FinetuneConfig, load_checkpoint, load_config
 from cozoo.training import checkpoint as checkpoint_module
 from cozoo.training.loop import finetune
@@ -70,6 +70,20 @@ def test_corrupt_videos_are_skipped_with_a_warning(tmp_path, synthetic_root):
     assert len({str(w.message) for w in caught}) == 2  # one per bad file
     assert result.metrics[-1]["val_videos"] == 3  # 4 val videos, the corrupt one dropped
     assert load_checkpoint(tmp_path / "run" / "last.pt")["progress"]["epoch"] == 1
+
+
+def test_missing_videos_are_left_out_of_the_saved_subset_and_an_empty_set_is_named(tmp_path, synthetic_root):
+    root = shutil.copytree(synthetic_root, tmp_path / "data", ignore=shutil.ignore_patterns("seed_run"))
+    records = read_annotations(root / "train.csv")
+    gone = records[0]
+    (root / "videos" / "train" / gone.label / gone.filename).unlink()
+    with pytest.warns(MissingVideoWarning):
+        finetune(_kinetics_config(tmp_path / "run", root))
+    assert read_annotations(tmp_path / "run" / "subset.csv") == records[1:]
+    shutil.rmtree(root / "videos" / "val")
+    empty = "validation set: no usable videos"
+    with pytest.warns(MissingVideoWarning), pytest.raises(RuntimeError, match=empty):
+        finetune(_kinetics_config(tmp_path / "run2", root))
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, synthetic_root, monkeypatch):

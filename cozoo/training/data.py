@@ -107,11 +107,16 @@ def build_datasets(
     common = dict(config=model, frames=clips.frames, sampling_rate=clips.sampling_rate, mean=clips.mean,
                   std=clips.std, label_map=label_map)
     short = tuple(data.train_short_side) if data.train_short_side else None
-    train_set = build_dataset(train, data.video_root, training=True, crop=clips.train_crop,
-                              flip=data.flip_enabled, short_side=short, **common)  # type: ignore[arg-type]
-    val_set = build_dataset(val, data.video_root, training=False, crop=clips.test_crop,
-                            short_side=data.test_short_side, num_clips=data.val_clips,
-                            return_video_index=True, **common)  # type: ignore[arg-type]
+    try:
+        split = "training"
+        train_set = build_dataset(train, data.video_root, training=True, crop=clips.train_crop,
+                                  flip=data.flip_enabled, short_side=short, **common)  # type: ignore[arg-type]
+        split = "validation"
+        val_set = build_dataset(val, data.video_root, training=False, crop=clips.test_crop,
+                                short_side=data.test_short_side, num_clips=data.val_clips,
+                                return_video_index=True, **common)  # type: ignore[arg-type]
+    except RuntimeError as error:  # e.g. no usable videos: say which set
+        raise RuntimeError(f"{split} set: {error}") from None
     return train_set, val_set
 
 

@@ -196,7 +196,7 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         if state is not None:
             self._restore(state)
-        save_subset(self.out, train_records, self.label_map)
+        save_subset(self.out, [record for record, _ in self.train_set.videos], self.label_map)  # trained on
         write_text_atomic(self.out / "config.yaml", yaml.safe_dump(config.as_dict(), sort_keys=False))
 
     # -- set-up ------------------------------------------------------------------------------------------
