@@ -22,6 +22,9 @@ def merge_runs(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """One results dict from ``(label, result)`` runs of one device type; each model records its run."""
     if not runs:
         raise ValueError("no runs to merge")
+    labels = [label for label, _ in runs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"run labels must tell the runs apart, got {labels}")
     types = {result["device"]["type"] for _, result in runs}
     if len(types) != 1:
         raise ValueError(f"runs come from different device types {sorted(types)}")
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) < 2:
         raise SystemExit("usage: merge.py OUT.json RUN.json [RUN.json ...]")
     out = Path(args[0])
-    runs = [(Path(p).name, json.loads(Path(p).read_text())) for p in args[1:]]
+    runs = [(p, json.loads(Path(p).read_text())) for p in args[1:]]  # labelled by the path as given
     merged = merge_runs(runs)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(merged, indent=1) + "\n")

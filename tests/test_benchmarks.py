@@ -154,12 +154,14 @@ def test_merge_keeps_each_models_latest_run_and_says_which(bench, tmp_path: Path
         paths[-1].write_text(json.dumps(result))
     merge.main([str(tmp_path / "merged.json"), *map(str, paths)])
     merged = json.loads((tmp_path / "merged.json").read_text())
-    assert merged["models"]["a"]["run"] == "one.json" and merged["models"]["b"]["run"] == "two.json"
+    assert merged["models"]["a"]["run"] == str(paths[0]) and merged["models"]["b"]["run"] == str(paths[1])
     assert merged["models"]["b"]["speedup"]["step_vs_clip"] == 3.0
     assert [r["models"] for r in merged["runs"]] == [["a", "b"], ["b"]]
     assert (tmp_path / "merged.png").stat().st_size > 0
     with pytest.raises(ValueError, match="different device types"):
         merge.merge_runs([("cpu", {**first, "device": {"type": "cpu"}}), ("gpu", second)])
+    with pytest.raises(ValueError, match="run labels must tell the runs apart"):
+        merge.merge_runs([("cuda.json", first), ("cuda.json", second)])
 
 
 def test_ptflops_counts_a_little_more_than_cozoo_and_mostly_per_step(bench) -> None:
