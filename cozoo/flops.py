@@ -263,8 +263,17 @@ def count_flops(
     with torch.inference_mode():
         if mode == "clip":
             counter = _Counter(batchnorm)
-            with counter:
-                work(x)
+            try:
+                with counter:
+                    work(x)
+            except RuntimeError as error:
+                if x.dim() != 4:
+                    raise
+                raise ValueError(  # a frame shape given to a video model: name it, not the conv's complaint
+                    f"{type(model).__name__} failed on a {tuple(x.shape)} input in clip mode ({error}); "
+                    "video models take a clip (N, C, T, H, W), and one frame (N, C, H, W) is counted in "
+                    "step mode of a continual model"
+                ) from None
             macs = float(sum(counter.macs.values()))
             return FlopCount(mode="clip", macs=macs, by_op=_as_float(counter.macs),
                              activation_peak_bytes=counter.peak, peak_step_macs=macs, **common)

@@ -198,3 +198,8 @@ def test_summary_reads_the_counts() -> None:
     assert f"warm-up {step.warmup_steps} steps" in text and "by op (GMACs): " in text and "fvcore" in text
     clip = count_flops(create_model("x3d_xs"), (1, 3, 4, 32, 32)).summary()
     assert "per clip" in clip and "warm-up" not in clip
+
+
+def test_a_frame_shape_for_a_video_model_is_named() -> None:
+    with pytest.raises(ValueError, match=r"failed on a \(1, 3, 32, 32\) input in clip mode .*take a clip"):
+        count_flops(create_model("x3d_xs"), (1, 3, 32, 32))
