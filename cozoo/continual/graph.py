@@ -79,7 +79,8 @@ class CudaGraphStepper:
                    if isinstance(frame, torch.Tensor) else type(frame).__name__)
             raise StreamError(
                 f"frame {got} does not match the captured graphs' input {tuple(static.shape)} "
-                f"{static.dtype} on {static.device}; start a new stepper for a new stream"
+                f"{static.dtype} on {static.device}; a new stream needs a new stepper "
+                "(Stream.reset() makes one)"
             )
 
     def _capture(self) -> None:
