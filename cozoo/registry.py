@@ -105,9 +105,10 @@ def model_info(name: str) -> dict[str, Any]:
     continual models also its schedule (receptive field, padding, delay, first output step, stride)."""
     config = get_config(name)
     info = config.as_dict()
-    from cozoo.weights.manifest import manifest_entry
+    from cozoo.weights.manifest import manifest_entry, published_figures
 
     info["weights"] = manifest_entry(name)
+    info["published"] = published_figures(name)
     if config.continual:
         model = create_model(name)
         info["schedule"] = {

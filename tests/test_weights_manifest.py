@@ -81,7 +81,7 @@ def test_pytorchvideo_entries_match_the_published_table(name):
     thirty_view = entry["accuracy"][0]
     assert (thirty_view["top1"], thirty_view["top5"], thirty_view["views"]) == (top1, top5, 30)
     assert (entry["gflops"], entry["params_m"]) == (gflops, params)
-    one_clip = [rec["top1"] for rec in entry["accuracy"] if rec["views"] == 1]
+    one_clip = [rec["top1"] for rec in entry["accuracy"] if rec["views"] == 1 and "model" not in rec]
     assert one_clip == ([co3d_top1] if co3d_top1 is not None else [])
 
 
@@ -130,6 +130,26 @@ def test_model_info_carries_published_figures():
     assert info["weights"]["gflops"] == 6.72 and info["weights"]["accuracy"][0]["top1"] == 75.94
     figures = published_figures("x3d_m")
     assert figures["params_m"] == 3.79 and figures["citations"][0]["key"] == "feichtenhofer2020x3d"
+    assert [r["top1"] for r in figures["accuracy"]] == [75.94, 67.24]  # 30 views; Co3D's 1 clip
+
+
+@pytest.mark.parametrize(("name", "top1"), [
+    ("cox3d_s", 60.18), ("cox3d_s_64", 67.33), ("cox3d_m", 62.80), ("cox3d_m_64", 71.03), ("cox3d_l", 63.03),
+    ("cox3d_l_64", 71.61), ("coi3d_r50", 59.58), ("coi3d_r50_64", 56.86), ("coslow_r50", 65.90),
+    ("coslow_r50_64", 73.05),
+])
+def test_continual_models_carry_their_own_published_accuracy(name, top1):
+    """The Co3D table's continual accuracies (one frame step, weights transferred from the checkpoint)
+    belong to the continual model, not to the regular model whose checkpoint it shares."""
+    figures = cozoo.model_info(name)["published"]
+    assert [r["top1"] for r in figures["accuracy"]] == [top1] and figures["gflops"] is None
+    assert figures["accuracy"][0]["citation"] == "hedegaard2022co3d"
+
+
+def test_a_variant_carries_its_own_figures():
+    figures = published_figures("r2plus1d_18_8f")
+    assert [(r["top1"], r["gflops"]) for r in figures["accuracy"]] == [(53.52, 20.35)]
+    assert figures["gflops"] is None and published_figures("r2plus1d_18")["gflops"] == 40.519
 
 
 def test_manifest_override_and_errors(tmp_path, monkeypatch):

@@ -110,9 +110,14 @@ def has_pretrained(name: str) -> bool:
 
 
 def published_figures(name: str) -> dict[str, Any] | None:
-    """Accuracy records, GFLOPs, parameter count and citations of ``name``'s checkpoint (for model cards)."""
+    """Published figures of ``name`` itself (for model cards): the accuracy records for this model (a
+    variant or continual counterpart has its own; records without ``model`` are the checkpoint owner's),
+    GFLOPs per clip (the owner's only), parameter count, citations, dataset, labels, licence."""
     entry = manifest_entry(name)
     if entry is None:
         return None
-    keys = ("accuracy", "gflops", "gflops_protocol", "params_m", "citations", "dataset", "labels", "license")
-    return {key: entry.get(key) for key in keys}
+    keys = ("gflops_protocol", "params_m", "citations", "dataset", "labels", "license")
+    figures = {key: entry.get(key) for key in keys}
+    figures["accuracy"] = [r for r in entry["accuracy"] if r.get("model", entry["name"]) == name]
+    figures["gflops"] = entry.get("gflops") if name == entry["name"] else None
+    return figures
