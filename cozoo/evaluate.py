@@ -214,7 +214,7 @@ def _finetuning_recipe(ckpt: Checkpoint, regular_name: str) -> FinetuneConfig | 
     if ckpt.config is None or not isinstance(ckpt.config.get("model"), Mapping):
         return None
     try:
-        recipe = FinetuneConfig.from_dict(ckpt.config)
+        recipe = FinetuneConfig.from_dict(ckpt.config, validate=False)  # as the run saved it
     except ConfigError as error:
         raise ValueError(f"{ckpt.path}: its fine-tuning config is not readable: {error}") from None
     if recipe.model.name != regular_name:

@@ -154,13 +154,34 @@ def test_values_out_of_range_are_refused_naming_the_key(override, message):
 
 
 def test_synthetic_data_is_not_flipped_by_default_and_real_data_is():
-    synthetic = FinetuneConfig.from_dict({"model": {"name": "x3d_xs"}, "data": {"synthetic": None}})
+    synthetic = FinetuneConfig.from_dict({"model": {"name": "x3d_xs"}, "data": {"synthetic": {}}})
     assert synthetic.data.synthetic is not None and not synthetic.data.flip_enabled
     real = FinetuneConfig.from_dict({"model": {"name": "x3d_xs"},
                                      "data": {"train_csv": "t.csv", "val_csv": "v.csv", "video_root": "v"}})
     assert real.data.flip_enabled
     growing = {"synthetic": {"classes": ["growing", "shrinking"]}, "flip": True}
     assert FinetuneConfig.from_dict({"model": {"name": "x3d_xs"}, "data": growing}).data.flip_enabled
+
+
+@pytest.mark.parametrize("recipe", ["synthetic_x3d.yaml", "kinetics_subset_x3d_s.yaml"])
+def test_a_saved_config_reads_back_as_it_was(recipe):
+    config = load_config(f"configs/finetune/{recipe}")
+    assert FinetuneConfig.from_dict(config.as_dict()) == config
+
+
+def test_configs_saved_under_the_old_flip_default_still_load_and_resume():
+    from cozoo.training.loop import _check_resumable
+
+    old_synthetic = load_config("configs/finetune/synthetic_x3d.yaml").as_dict()
+    old_synthetic["data"]["flip"] = True  # the former default, written into checkpoints
+    assert FinetuneConfig.from_dict(old_synthetic, validate=False).data.flip is True  # eval/stream read it
+    with pytest.raises(ConfigError, match="data.flip is on"):
+        FinetuneConfig.from_dict(old_synthetic)  # a new run is still refused
+    real = load_config("configs/finetune/kinetics_subset_x3d_s.yaml").as_dict()
+    saved = {**real, "data": {**real["data"], "flip": True}}
+    _check_resumable(saved, {**real, "data": {**real["data"], "flip": None}})  # the same flip in effect
+    with pytest.raises(ConfigError, match="data.flip: True -> False"):
+        _check_resumable(saved, {**real, "data": {**real["data"], "flip": False}})
 
 
 def test_builder_arguments_a_model_does_not_take_are_a_config_error(tmp_path, synthetic_root):

@@ -131,9 +131,12 @@ class FinetuneConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
+    def from_dict(cls, data: dict[str, Any], validate: bool = True) -> FinetuneConfig:
+        """Build (keys and types checked); ``validate`` also checks values: off for a config saved by a
+        run, which is read back as it was even where today's checks are stricter."""
         config = _build(cls, data, "")
-        config.validate()
+        if validate:
+            config.validate()
         return config
 
     def validate(self) -> None:
@@ -151,7 +154,8 @@ class FinetuneConfig:
                               "must be >= 0")
         data = self.data
         if data.synthetic is None and not (data.train_csv and data.val_csv and data.video_root):
-            raise ConfigError("data needs either a 'synthetic' section or train_csv, val_csv and video_root")
+            raise ConfigError("data needs either a 'synthetic' section ('synthetic: {}' for its defaults) or "
+                              "train_csv, val_csv and video_root")
         short = self.data.train_short_side
         if short is not None and len(short) != 2:
             raise ConfigError(f"data.train_short_side must be [low, high], got {short}")
@@ -209,8 +213,6 @@ def _build(cls: type, data: Any, where: str) -> Any:
                           f"known in {where.rstrip('.') or 'top level'}: {', '.join(fields)}")
     values = {}
     for key, value in data.items():
-        if key == "synthetic" and value is None:  # "synthetic:" with nothing under it: the defaults
-            value = {}
         if key in _SECTIONS and value is not None:
             value = _build(_SECTIONS[key], value, f"{where}{key}.")
         values[key] = _check_type(value, fields[key], f"{where}{key}")

@@ -129,8 +129,17 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _effective(config: dict[str, Any]) -> dict[str, Any]:
+    """Flattened, with ``data.flip`` as applied (None means: on unless the data is synthetic), so a run
+    saved when the default was written out resumes under a recipe that leaves it unset."""
+    flat = _flatten(config)
+    if flat.get("data.flip") is None:
+        flat["data.flip"] = config.get("data", {}).get("synthetic") is None
+    return flat
+
+
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    old, new = _flatten(saved), _flatten(current)
+    old, new = _effective(saved), _effective(current)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUME_MUTABLE)
     if changed:
         shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
@@ -379,7 +388,7 @@ def load_finetuned(path: str | Path, continual: bool = False, pool_window: int |
     """The model of a fine-tuning checkpoint (regular, or ``continual`` with the same weights) and its
     class names in output order."""
     state = load_checkpoint(path)
-    config = FinetuneConfig.from_dict(state["config"])
+    config = FinetuneConfig.from_dict(state["config"], validate=False)  # as the run saved it
     classes = sorted(state["label_map"], key=state["label_map"].__getitem__)
     name, kwargs = config.model.name, config.model.kwargs
     if continual:
