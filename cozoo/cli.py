@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import select
 import sys
 
 # Modules that define ``add_commands(subparsers)``; each registers one or more sub-commands.
@@ -31,13 +32,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
-    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stays open: the interpreter flushes it at exit)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+        return code
+    except BrokenPipeError as err:
+        if not _stdout_reader_gone():
+            print(f"cozoo {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        # Output piped into e.g. `head`, which stopped reading: not an error. Point stdout at /dev/null so
+        # the interpreter's final flush does not fail too (the recipe of Python's `signal` docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (ValueError, KeyError, OSError, RuntimeError) as err:
         print(f"cozoo {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reading end is closed."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # not a real file descriptor (e.g. captured output)
+        return False
 
 
 if __name__ == "__main__":
