@@ -32,7 +32,7 @@ from cozoo.data.kinetics import KineticsDataset, read_annotations
 from cozoo.data.loader import build_dataset
 from cozoo.data.video import PathLike
 from cozoo.labels import class_names as label_set_names
-from cozoo.registry import ModelConfig, classifier, create_model, get_config, reset_classifier
+from cozoo.registry import ModelConfig, classifier, create_model, get_config
 from cozoo.streaming import (
     FrameTransform,
     VideoStreamer,
@@ -168,15 +168,6 @@ def load_model(
     model = create_model(regular_name, pretrained=pretrained, **builder_kwargs)
     names = list(class_names) if class_names is not None else (ckpt.class_names if ckpt else None)
     if ckpt is not None:
-        key = f"{classifier(model)[0]}.weight"
-        weight = ckpt.state_dict.get(key)
-        num_classes = int(weight.shape[0]) if weight is not None else regular_config.num_classes
-        if names is not None and len(names) != num_classes:
-            raise ValueError(
-                f"{len(names)} class names but the checkpoint's classifier {key!r} has {num_classes} outputs"
-            )
-        if num_classes != regular_config.num_classes:
-            reset_classifier(model, num_classes)
         fmt = ckpt.format
         entry = manifest_entry(regular_name)
         own_keys = set(model.state_dict())
@@ -184,18 +175,20 @@ def load_model(
         if fmt is None and entry is not None and shared < len(ckpt.state_dict) / 2:  # not cozoo's layout
             fmt = entry["format"]
         try:
-            fit_state_dict(model, regular_config, ckpt.state_dict, fmt)
+            fit_state_dict(model, regular_config, ckpt.state_dict, fmt, take_class_count=True)
         except CheckpointMismatchError as error:
             raise CheckpointMismatchError(
                 f"{ckpt.path} does not fit {regular_name} as built here (builder arguments "
                 f"{builder_kwargs or 'default'}); a checkpoint of a model built with other arguments "
                 f"(widths, depths) needs the same ones. {error}"
             ) from None
-    num_classes = classifier(model)[1].out_features
+    head, layer = classifier(model)
+    num_classes = layer.out_features
     if names is None:
         names = _default_names(regular_config, num_classes)
     elif len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names for a model with {num_classes} outputs")
+        whose = f"the checkpoint's classifier {head + '.weight'!r} has" if ckpt else "the model has"
+        raise ValueError(f"{len(names)} class names but {whose} {num_classes} outputs")
     window_in_name = config.continual and config.frames != get_config(regular_name).frames  # e.g. _64
     return LoadedModel(
         name=name,

@@ -115,3 +115,23 @@ def test_pretrained_from_a_finetuning_checkpoint_keeps_its_classes_or_resets_the
     head = registry.classifier(trained)[0]
     kept = {k: v for k, v in trained.state_dict().items() if not k.startswith(head)}
     assert all(torch.equal(other.state_dict()[k], v) for k, v in kept.items())
+
+
+def test_a_published_layout_file_of_other_classes_loads_with_its_class_count(tmp_path):
+    """A torchvision-layout R(2+1)D-18 fine-tuned to 10 classes: converted first, then its classifier's
+    size is taken, both through create_model(pretrained=...) and through evaluate.load_model."""
+    from torchvision.models.video import r2plus1d_18
+
+    import cozoo
+    from cozoo.evaluate import load_model
+
+    torch.manual_seed(0)
+    reference = r2plus1d_18(num_classes=10).eval()
+    path = tmp_path / "r2plus1d_18_ten.pth"
+    torch.save(reference.state_dict(), path)
+    clip = torch.randn(1, 3, 8, 32, 32)
+    with torch.no_grad():
+        expected = reference(clip)
+        for model in (cozoo.create_model("r2plus1d_18", pretrained=str(path), num_classes=10).eval(),
+                      load_model("r2plus1d_18", checkpoint=path).model):
+            torch.testing.assert_close(model(clip), expected, rtol=1e-4, atol=1e-5)

@@ -110,11 +110,20 @@ def read_checkpoint(
 
 
 def fit_state_dict(
-    model: nn.Module, config: ModelConfig, state_dict: StateDict, fmt: str | None
+    model: nn.Module, config: ModelConfig, state_dict: StateDict, fmt: str | None,
+    take_class_count: bool = False,
 ) -> StateDict:
-    """Convert ``state_dict`` from ``fmt`` (unless it already has the model's keys) and load it strictly."""
+    """Convert ``state_dict`` from ``fmt`` (unless it already has the model's keys) and load it strictly.
+
+    ``take_class_count``: first give the model's classifier the file's number of outputs (a checkpoint
+    fine-tuned on other classes, in any layout); otherwise a different count is a mismatch."""
     if fmt is not None and set(state_dict) != set(model.state_dict()):
         state_dict = convert_state_dict(fmt, config.family, state_dict)
+    if take_class_count:
+        name, head = classifier(model)
+        weight = state_dict.get(f"{name}.weight")
+        if weight is not None and weight.dim() == 2 and weight.shape[0] != head.out_features:
+            reset_classifier(model, int(weight.shape[0]))
     load_state_dict_strict(model, state_dict)
     return state_dict
 
@@ -246,10 +255,6 @@ def load_pretrained(model: nn.Module, config: ModelConfig, path: str | None) -> 
     if entry is not None and file.name == entry["source"]["filename"]:
         verify_hash(entry, sha256_file(file)[0], str(file))
     state_dict, fmt = read_checkpoint(file)
-    name, head = classifier(model)
-    weight = state_dict.get(f"{name}.weight")
-    if weight is not None and weight.shape[0] != head.out_features:  # e.g. a fine-tuned checkpoint
-        reset_classifier(model, int(weight.shape[0]))
     if fmt is None and entry is not None:
         fmt = entry["format"]
-    fit_state_dict(model, config, state_dict, fmt)
+    fit_state_dict(model, config, state_dict, fmt, take_class_count=True)
