@@ -195,3 +195,15 @@ def test_to_continual_needs_pool_window_without_config():
 
     with pytest.raises(ValueError, match="pool_window"):
         to_continual(nn.Sequential(nn.Conv3d(1, 1, 1), GlobalAvgPool3d()))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5, 6), (2, 3, 1, 5, 6), (2, 7, 16)])
+def test_shift_in_drops_the_oldest_entry_and_appends_the_frame(shape):
+    """Frame-map caches (5-D) shift entry by entry on CPU, others by one concatenation: same result."""
+    from cozoo.continual.base import shift_in
+
+    buffer = torch.randn(shape)
+    frame = torch.randn(shape[:2] + shape[3:])
+    expected = torch.cat((buffer[:, :, 1:], frame.unsqueeze(2)), dim=2)
+    shift_in(buffer, frame)
+    assert torch.equal(buffer, expected)

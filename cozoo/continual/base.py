@@ -327,13 +327,14 @@ def pad_to_length(x: torch.Tensor, length: int) -> tuple[torch.Tensor, bool]:
 def shift_in(buffer: torch.Tensor, frame: torch.Tensor) -> None:
     """In place: drop the oldest entry on dim 2 of ``buffer`` and append ``frame`` as the newest.
 
-    On a GPU, two kernels (one for a single-entry buffer): the shifted window is built by one
-    concatenation and copied back, as a batch-1 step's cost there is mostly its kernel count. On a CPU,
-    one copy per entry: concatenating strided slices is the slow path there (2-4x slower for large maps).
+    Two kernels (one for a single-entry buffer): the shifted window is built by one concatenation and
+    copied back, as a batch-1 step's cost on a GPU is mostly its kernel count. Except on a CPU for caches
+    of frame maps (N, C, K, H, W): one copy per entry there, as concatenating strided slices of large maps
+    is 2-4x slower (long buffers of small entries, like a global pool's, keep the concatenation).
     """
     if buffer.shape[2] == 1:
         buffer[:, :, 0] = frame
-    elif buffer.is_cuda:
+    elif buffer.is_cuda or buffer.dim() != 5:
         buffer.copy_(torch.cat((buffer[:, :, 1:], frame.unsqueeze(2)), dim=2))
     else:
         for i in range(buffer.shape[2] - 1):
