@@ -24,8 +24,8 @@ _CONVS = (nn.Conv3d, CoConv3d)
 def fuse_conv_bn(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (regular or continual, in eval mode) with Conv->BatchNorm pairs folded.
 
-    A pair is a 3D conv followed by a ``BatchNorm3d`` with running statistics in the same ``nn.Sequential``;
-    the BatchNorm is replaced by an identity.
+    A pair is a 3D conv (or a ``Sequential`` ending in one) followed by a ``BatchNorm3d`` with running
+    statistics in the same ``nn.Sequential``; the BatchNorm is replaced by an identity.
     """
     if model.training:
         raise ValueError(
@@ -43,10 +43,18 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
 def _fuse_in_sequence(sequence: nn.Sequential) -> None:
     names = list(sequence._modules)
     for first, second in zip(names, names[1:], strict=False):
-        conv, bn = sequence._modules[first], sequence._modules[second]
+        conv, bn = _last_layer(sequence._modules[first]), sequence._modules[second]
         if isinstance(conv, _CONVS) and isinstance(bn, nn.BatchNorm3d) and bn.track_running_stats:
             _fold(conv, bn)
             sequence._modules[second] = CoIdentity() if isinstance(conv, CoConv3d) else nn.Identity()
+
+
+def _last_layer(module: nn.Module | None) -> nn.Module | None:
+    """The layer whose output ``module`` returns: itself, or for a ``Sequential`` its last layer's
+    (e.g. R(2+1)D's factorised conv, a Sequential ending in the temporal conv, followed by a BatchNorm)."""
+    while isinstance(module, nn.Sequential) and len(module):
+        module = module[-1]
+    return module
 
 
 @torch.no_grad()

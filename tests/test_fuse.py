@@ -25,7 +25,7 @@ def _assert_close(got: torch.Tensor, reference: torch.Tensor) -> None:
     torch.testing.assert_close(got, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())
 
 
-@pytest.mark.parametrize("name", ["cox3d_xs", "coi3d_r50"])
+@pytest.mark.parametrize("name", ["cox3d_xs", "coi3d_r50", "cor2plus1d_18"])
 def test_fused_model_computes_the_same_in_clip_and_step_mode(name):
     model, fused = _model_and_fused(name)
     x = torch.randn(1, 3, model.first_output + 2 * model.stride + 1, 32, 32)
@@ -41,6 +41,12 @@ def test_fused_regular_model_computes_the_same_clip_outputs(name):
     x = torch.randn(1, 3, 8, 32, 32)
     with torch.no_grad():
         _assert_close(fused(x), model(x))
+
+
+def test_a_batchnorm_after_a_factorised_conv_is_folded_too():
+    """R(2+1)D's conv is a Sequential ending in the temporal conv; the BatchNorm after it folds into that."""
+    _, fused = _model_and_fused("r2plus1d_18")
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in fused.modules())
 
 
 def test_fusing_a_training_model_is_refused():
