@@ -47,7 +47,12 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) < 2:
         raise SystemExit("usage: merge.py OUT.json RUN.json [RUN.json ...]")
     out = Path(args[0])
-    runs = [(p, json.loads(Path(p).read_text())) for p in args[1:]]  # labelled by the path as given
+    paths = [Path(p) for p in args[1:]]
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise SystemExit(f"the same run file is given twice: {args[1:]}")
+    names = [p.name for p in paths]  # labels: file names, or the paths as given where names repeat
+    labels = names if len(set(names)) == len(names) else [str(p) for p in paths]
+    runs = [(label, json.loads(path.read_text())) for label, path in zip(labels, paths, strict=True)]
     merged = merge_runs(runs)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(merged, indent=1) + "\n")

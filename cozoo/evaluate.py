@@ -155,8 +155,9 @@ def load_model(
     """
     if checkpoint is not None and pretrained:
         raise ValueError("pass either a checkpoint file or pretrained=True, not both")
-    if pool_window is not None and pool_window < 1:
-        raise ValueError(f"pool_window must be a positive number of frames, got {pool_window}")
+    if pool_window is not None and (isinstance(pool_window, bool) or not isinstance(pool_window, int)
+                                    or pool_window < 1):
+        raise ValueError(f"pool_window must be a positive whole number of frames, got {pool_window!r}")
     config = get_config(name)
     regular_name = config.source or name
     regular_config = get_config(regular_name)

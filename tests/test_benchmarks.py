@@ -154,7 +154,7 @@ def test_merge_keeps_each_models_latest_run_and_says_which(bench, tmp_path: Path
         paths[-1].write_text(json.dumps(result))
     merge.main([str(tmp_path / "merged.json"), *map(str, paths)])
     merged = json.loads((tmp_path / "merged.json").read_text())
-    assert merged["models"]["a"]["run"] == str(paths[0]) and merged["models"]["b"]["run"] == str(paths[1])
+    assert merged["models"]["a"]["run"] == "one.json" and merged["models"]["b"]["run"] == "two.json"
     assert merged["models"]["b"]["speedup"]["step_vs_clip"] == 3.0
     assert [r["models"] for r in merged["runs"]] == [["a", "b"], ["b"]]
     assert (tmp_path / "merged.png").stat().st_size > 0
@@ -162,6 +162,14 @@ def test_merge_keeps_each_models_latest_run_and_says_which(bench, tmp_path: Path
         merge.merge_runs([("cpu", {**first, "device": {"type": "cpu"}}), ("gpu", second)])
     with pytest.raises(ValueError, match="run labels must tell the runs apart"):
         merge.merge_runs([("cuda.json", first), ("cuda.json", second)])
+    for folder, result in (("x", first), ("y", second)):  # two runs saved under the same file name
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "cuda.json").write_text(json.dumps(result))
+    same_names = [str(tmp_path / folder / "cuda.json") for folder in ("x", "y")]
+    merge.main([str(tmp_path / "both.json"), *same_names])
+    assert json.loads((tmp_path / "both.json").read_text())["models"]["b"]["run"] == same_names[1]
+    with pytest.raises(SystemExit, match="the same run file is given twice"):
+        merge.main([str(tmp_path / "again.json"), same_names[0], same_names[0]])
 
 
 def test_ptflops_counts_a_little_more_than_cozoo_and_mostly_per_step(bench) -> None:

@@ -226,8 +226,9 @@ def test_load_model_builds_a_finetuned_checkpoint_from_its_recipe(tmp_path: Path
     assert load_model("cox3d_xs", checkpoint=path, pool_window=16).pool_window == 16
     with pytest.raises(ValueError, match="fine-tuned from 'x3d_xs', not 'x3d_s'"):
         load_model("cox3d_s", checkpoint=path)
-    with pytest.raises(ValueError, match="pool_window must be a positive number of frames, got 0"):
-        load_model("cox3d_xs", checkpoint=path, pool_window=0)
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match=f"pool_window must be a positive whole number .*, got {bad}"):
+            load_model("cox3d_xs", checkpoint=path, pool_window=bad)
     plain = tmp_path / "plain.pt"
     torch.save(trained.state_dict(), plain)
     mismatch = r"plain.pt does not fit x3d_xs as built here .*default"

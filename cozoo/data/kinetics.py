@@ -16,7 +16,7 @@ import json
 import os
 import random
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,7 +250,7 @@ def load_label_map(path: PathLike) -> dict[str, int]:
     classes = data.get("classes") if isinstance(data, dict) else None
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise AnnotationError(f"{path}: expected {{\"classes\": [names...]}}")
-    duplicates = sorted({name for name in classes if classes.count(name) > 1})
+    duplicates = sorted(name for name, count in Counter(classes).items() if count > 1)
     if duplicates:
         raise AnnotationError(f"{path}: duplicate class names {duplicates}")
     label_map = {name: index for index, name in enumerate(classes)}

@@ -15,6 +15,7 @@ of steps that were lost.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -146,6 +147,17 @@ def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
         raise ConfigError(f"cannot resume: the config differs from the checkpoint's in {shown}")
 
 
+def _check_builder_arguments(name: str, kwargs: dict[str, Any]) -> None:
+    """``model.kwargs`` must be arguments of the model's builder (checked before building anything)."""
+    parameters = inspect.signature(get_config(name).builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(kwargs) - set(parameters))
+    if unknown:
+        known = ", ".join(p for p in parameters if p != "num_classes")
+        raise ConfigError(f"model.kwargs {unknown} are not arguments of {name}'s builder (it takes: {known})")
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -184,13 +196,9 @@ class Trainer:
         self.val_loader = val_loader(self.val_set, config.data, pin)
         self.steps_per_epoch = len(self.train_set) // config.data.batch_size
 
-        try:
-            model = create_model(config.model.name, pretrained=config.model.pretrained,
-                                 num_classes=len(self.label_map), **config.model.kwargs)
-        except TypeError as error:  # a builder argument it does not take
-            raise ConfigError(f"model.kwargs {config.model.kwargs} do not fit {config.model.name}: {error}"
-                              ) from None
-        self.model = model.to(self.device)
+        _check_builder_arguments(config.model.name, config.model.kwargs)
+        self.model = create_model(config.model.name, pretrained=config.model.pretrained,
+                                  num_classes=len(self.label_map), **config.model.kwargs).to(self.device)
         self.frozen = freeze(self.model, config.model.freeze)
         self.frozen_norms = _frozen_norms(self.model)
         self.optimizer = self._optimizer()
