@@ -7,6 +7,7 @@ import torch
 from cozoo.data.kinetics import read_annotations, read_class_list
 from cozoo.data.synthetic import (
     SYNTHETIC_CLASSES,
+    flipped_class,
     generate_synthetic_dataset,
     render_clip,
     reversed_class,
@@ -47,6 +48,20 @@ def test_reversed_class_is_exact_time_reversal(label):
     assert np.array_equal(forward[::-1], backward)
     assert not np.array_equal(forward, backward)  # a pair really differs
     assert forward.shape == (FRAMES, SIZE, SIZE, 3) and forward.dtype == np.uint8
+
+
+def test_flipped_class_is_what_a_horizontal_flip_shows():
+    swapped = {c: flipped_class(c) for c in SYNTHETIC_CLASSES if flipped_class(c) != c}
+    assert swapped == {"moving_right": "moving_left", "moving_left": "moving_right",
+                       "rotating_cw": "rotating_ccw", "rotating_ccw": "rotating_cw"}
+    _, cx = _centroids(_shape_mask(render_clip("moving_right", FRAMES, SIZE, seed=3)[:, :, ::-1]))
+    assert cx[-1] < cx[0]  # a flipped rightward motion moves left
+
+    def turning(video: np.ndarray) -> float:
+        return float(np.sign(np.diff(np.unwrap(2 * _orientation(_shape_mask(video)))).mean()))
+
+    flipped_cw = render_clip("rotating_cw", FRAMES, SIZE, seed=3)[:, :, ::-1]
+    assert turning(flipped_cw) == turning(render_clip("rotating_ccw", FRAMES, SIZE, seed=3)) != 0
 
 
 @pytest.mark.parametrize("seed", range(4))
