@@ -185,6 +185,17 @@ def test_a_frame_given_where_a_clip_belongs_is_named():
     assert model(torch.randn(1, 3, 3, 5, 5)).shape == (1, 4, 1, 5, 5)
 
 
+def test_common_activations_and_dropout3d_step_per_frame():
+    torch.manual_seed(0)
+    layers = [nn.GELU(), nn.Hardswish(), nn.Hardsigmoid(), nn.LeakyReLU(0.1), nn.ELU(), nn.Tanh(), nn.ReLU6(),
+              nn.Dropout3d(0.5)]
+    net = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), *layers, nn.Conv3d(4, 3, (2, 1, 1))).eval()
+    model = to_continual(net).eval()
+    x = torch.randn(1, 2, 9, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_steps(x), model(x), rtol=1e-5, atol=1e-6)
+
+
 def test_unknown_module_type_is_named():
     with pytest.raises(TypeError, match="LSTMCell"):
         to_continual(nn.Sequential(nn.LSTMCell(2, 2)))

@@ -30,7 +30,8 @@ Converter = Callable[[nn.Module, ConversionOptions], nn.Module]
 _CONVERTERS: dict[type[nn.Module], Converter] = {}
 
 _PER_FRAME_TYPES: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm3d, nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Dropout, nn.Softmax,
+    nn.BatchNorm3d, nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Dropout, nn.Softmax, nn.GELU, nn.Hardswish,
+    nn.Hardsigmoid, nn.LeakyReLU, nn.ELU, nn.Tanh, nn.ReLU6, nn.Dropout3d,
 )
 
 

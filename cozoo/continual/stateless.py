@@ -44,7 +44,9 @@ class _BatchNormStep(_PerFrameStep):
         )
 
 
-_ELEMENTWISE = (nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Dropout, nn.Identity)
+# Applied to a frame as it is; other stateless layers (e.g. Dropout3d) see it as a one-frame clip.
+_ELEMENTWISE = (nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Dropout, nn.Identity, nn.GELU, nn.Hardswish, nn.Hardsigmoid,
+                nn.LeakyReLU, nn.ELU, nn.Tanh)
 
 
 @functools.cache
