@@ -194,7 +194,7 @@ class FinetuneConfig:
             swapped = [c for c in synthetic.classes if flipped_class(c) != c]
         except ValueError as error:
             raise ConfigError(f"data.synthetic.classes: {error}") from None
-        if self.data.flip and swapped:
+        if self.data.flip_enabled and swapped:
             raise ConfigError(f"data.flip is on, but a horizontal flip turns the synthetic classes {swapped} "
                               "into others (left/right, clockwise/counter-clockwise): set data.flip: false")
 

@@ -131,11 +131,10 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _effective(config: dict[str, Any]) -> dict[str, Any]:
-    """Flattened, with ``data.flip`` as applied (None means: on unless the data is synthetic), so a run
-    saved when the default was written out resumes under a recipe that leaves it unset."""
+    """Flattened, with ``data.flip`` as applied (`DataSection.flip_enabled`), so a run saved when the
+    default was written out resumes under a recipe that leaves it unset."""
     flat = _flatten(config)
-    if flat.get("data.flip") is None:
-        flat["data.flip"] = config.get("data", {}).get("synthetic") is None
+    flat["data.flip"] = FinetuneConfig.from_dict(config, validate=False).data.flip_enabled
     return flat
 
 
