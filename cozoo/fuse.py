@@ -37,6 +37,7 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
             _fuse_in_sequence(module)
     if isinstance(fused, ContinualModule):
         fused.bind_schedule()  # type: ignore[attr-defined]
+        fused.reset()  # a copy made mid-stream would carry state computed with the unfused weights
     return fused
 
 

@@ -124,11 +124,14 @@ class VideoStreamer:
         self.steps += 1
         if out is None:
             return None
-        centre = frame_index - self.delay * self.sampling_rate
+        # Step s took video frame s * rate (padded steps extend that timeline past the last real frame).
+        centre = min(out.centre_frame * self.sampling_rate, frame_index)
         return FramePrediction(frame_index, centre, out.frame_index, out.logits[0].cpu())
 
     def feed(self, frames: Iterable[torch.Tensor]) -> Iterator[FramePrediction]:
         """Push decoded ``(H, W, 3)`` uint8 frames; yield a prediction whenever the model emits one."""
+        if self.padded:
+            raise ValueError("pad_until_output already ended this video's stream: call reset() to feed more")
         for frame in frames:
             index = self.frames_read
             self.frames_read += 1
@@ -141,7 +144,8 @@ class VideoStreamer:
 
     def pad_until_output(self) -> FramePrediction | None:
         """Repeat the last fed frame until the model's first prediction (for videos shorter than the
-        warm-up; the clip samplers' rule for short videos). None if a prediction was already made."""
+        warm-up; the clip samplers' rule for short videos). None if a prediction was already made.
+        The prediction is tagged with the last real frame, and its centre is at most that frame."""
         if self._last_input is None:
             raise ValueError("no frame was fed")
         while not self.stream.warm:

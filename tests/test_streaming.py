@@ -100,6 +100,10 @@ def test_short_video_pads_with_its_last_frame(video: tuple[Path, list[str]]) -> 
     with torch.no_grad():
         torch.testing.assert_close(prediction.logits, regular(padded)[0], rtol=1e-4, atol=1e-5)
     assert streamer.pad_until_output() is None  # already warm
+    # tagged with the last real frame; centred on video frame (step - delay) * rate = (15 - 15) * 2
+    assert (prediction.frame_index, prediction.centre_frame) == (19, 0)
+    with pytest.raises(ValueError, match="reset"):
+        next(streamer.feed(read_frames(video[0])[:2]))
 
 
 def test_stream_video_errors(tmp_path: Path) -> None:

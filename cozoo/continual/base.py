@@ -25,6 +25,7 @@ never on data.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -154,9 +155,17 @@ class ContinualModule:
         """Drop this module's own state (children are reset by `reset`)."""
 
     def forward_step(self, frame: torch.Tensor) -> torch.Tensor | None:
-        """Feed one frame; returns an output frame or ``None`` (warm-up or a skipped strided step)."""
+        """Feed one frame; returns an output frame or ``None`` (warm-up or a skipped strided step).
+
+        With gradients enabled, autograd records every step through the model's state, as through an
+        RNN's (memory grows with the stream): run inference under ``torch.no_grad()``, or use `stream`.
+        A step that raises resets the model (its state would be half-updated)."""
         self._check_frame(frame)
-        return self._step(frame)
+        try:
+            return self._step(frame)
+        except BaseException:
+            self.reset()
+            raise
 
     def forward_steps(self, frames: torch.Tensor) -> torch.Tensor | None:
         """Feed ``frames`` (N, C, T, ...) one by one; returns the outputs stacked on dim 2, or ``None``."""
@@ -230,6 +239,12 @@ class ContinualModule:
         signature = self.__dict__.get("_stream_signature")
         if signature is None:
             self.__dict__["_stream_signature"] = (tuple(frame.shape), frame.dtype, frame.device)
+            if torch.is_grad_enabled() and param is not None and param.requires_grad and not self.training:
+                warnings.warn(
+                    "stepping an eval-mode model with gradients enabled: autograd keeps every step's graph "
+                    "through the model's state, so memory grows with the stream; wrap inference in "
+                    "torch.no_grad() (model.stream() does)", stacklevel=3,
+                )
             return
         shape, dtype, device = signature
         if tuple(frame.shape) != shape:
@@ -324,14 +339,19 @@ def pad_to_length(x: torch.Tensor, length: int) -> tuple[torch.Tensor, bool]:
     return torch.cat([x, x.new_zeros(*x.shape[:2], missing, *x.shape[3:])], dim=2), True
 
 
-def shift_in(buffer: torch.Tensor, frame: torch.Tensor) -> None:
-    """In place: drop the oldest entry on dim 2 of ``buffer`` and append ``frame`` as the newest.
+def shift_in(buffer: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """Drop the oldest entry on dim 2 of ``buffer`` and append ``frame`` as the newest; returns the buffer.
 
-    Two kernels (one for a single-entry buffer): the shifted window is built by one concatenation and
-    copied back, as a batch-1 step's cost on a GPU is mostly its kernel count. Except on a CPU for caches
-    of frame maps (N, C, K, H, W): one copy per entry there, as concatenating strided slices of large maps
-    is 2-4x slower (long buffers of small entries, like a global pool's, keep the concatenation).
+    In place (the returned tensor is ``buffer``) except with gradients enabled: then a new tensor, as an
+    in-place update would overwrite tensors that layers saved for the backward pass (e.g. a conv's input
+    window, saved for its weight's gradient). In place it costs two kernels (one for a single-entry
+    buffer): the shifted window is built by one concatenation and copied back, as a batch-1 step's cost on
+    a GPU is mostly its kernel count. Except on a CPU for caches of frame maps (N, C, K, H, W): one copy
+    per entry there, as concatenating strided slices of large maps is 2-4x slower (long buffers of small
+    entries, like a global pool's, keep the concatenation).
     """
+    if torch.is_grad_enabled():
+        return torch.cat((buffer[:, :, 1:], frame.unsqueeze(2)), dim=2)
     if buffer.shape[2] == 1:
         buffer[:, :, 0] = frame
     elif buffer.is_cuda or buffer.dim() != 5:
@@ -340,3 +360,4 @@ def shift_in(buffer: torch.Tensor, frame: torch.Tensor) -> None:
         for i in range(buffer.shape[2] - 1):
             buffer[:, :, i] = buffer[:, :, i + 1]
         buffer[:, :, -1] = frame
+    return buffer

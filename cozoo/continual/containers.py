@@ -67,8 +67,9 @@ class CoSequential(ScheduledContainer, nn.Sequential):
 
     @property
     def frame_rank(self) -> int | None:  # type: ignore[override]
-        layers = continual_children(self)
-        return layers[0].frame_rank if layers else None
+        """The first rank a layer insists on (leading per-frame layers such as BatchNorm accept any)."""
+        return next((layer.frame_rank for layer in continual_children(self) if layer.frame_rank is not None),
+                    None)
 
     @property
     def expected_channels(self) -> int | None:
@@ -205,7 +206,7 @@ class AlignedMerge(ScheduledContainer, nn.Module):
             if alignment.read_first[i]:
                 deferred.append(i)
             else:
-                shift_in(fifos[i], value)
+                fifos[i] = shift_in(fifos[i], value)
         out = None
         if values[trigger] is not None:
             seen = self.__dict__["_trigger_seen"]
@@ -213,7 +214,7 @@ class AlignedMerge(ScheduledContainer, nn.Module):
             if seen >= alignment.starts[trigger]:
                 out = combine([values[i] if i == trigger else fifo[:, :, 0] for i, fifo in enumerate(fifos)])
         for i in deferred:  # after `combine` has read (enqueued its reads of) the oldest element
-            shift_in(fifos[i], values[i])
+            fifos[i] = shift_in(fifos[i], values[i])
         return out
 
 

@@ -95,6 +95,7 @@ class CoConv3d(WindowedLayer, nn.Module):
     def _reset_state(self) -> None:
         self._steps = 0
         self._state: torch.Tensor | None = None
+        self.__dict__.pop("_derived", None)  # weights edited through ``.data`` keep their version
 
     def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
         emit = self._tick()
@@ -109,7 +110,8 @@ class CoConv3d(WindowedLayer, nn.Module):
         )
 
     def _derived_weight(self, form: str) -> torch.Tensor:
-        """The weight laid out for a 2D conv, cached for inference (rebuilt when the weight changes).
+        """The weight laid out for a 2D conv, cached for inference (rebuilt when the weight changes, and at
+        `reset`: an edit through ``weight.data`` is not seen before then).
 
         ``"pre"``: (C_out, C_in/g * K_T, kh, kw), matching a cache (N, C_in, K_T, H, W) viewed as
         (N, C_in * K_T, H, W). ``"post"``: (C_out * K_T, C_in/g, kh, kw) with taps newest-first, output
@@ -118,7 +120,7 @@ class CoConv3d(WindowedLayer, nn.Module):
         w = self.weight
         if (torch.is_grad_enabled() and w.requires_grad) or torch.compiler.is_compiling():
             return _layout(w, form)  # traced: the compiler folds or fuses the relayout
-        key = (form, w.data_ptr(), w._version, w.dtype, w.device)
+        key = (form, w.data_ptr(), w._version, w.dtype, w.device, torch.is_inference_mode_enabled())
         cache = self.__dict__.setdefault("_derived", {})
         if cache.get(form, (None,))[0] != key:
             cache[form] = (key, _layout(w.detach(), form))
@@ -130,7 +132,7 @@ class CoConv3d(WindowedLayer, nn.Module):
         if self._state is None:
             n, c, h, w = frame.shape
             self._state = frame.new_zeros(n, c, self.receptive_field, h, w)
-        shift_in(self._state, frame)
+        self._state = shift_in(self._state, frame)
         if not emit:
             return None
         if self.depthwise:  # one 3D conv over the cache beats 2D forms for per-channel filters
@@ -152,9 +154,9 @@ class CoConv3d(WindowedLayer, nn.Module):
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1)
         # Shift the pending sums; the newest tap opens the last one, the others add to theirs.
-        acc, d = self._state, self.dilation_t
-        shift_in(acc, taps[:, :, -1])
+        acc = self._state = shift_in(self._state, taps[:, :, -1])
         if self.kernel_t > 2:
+            d = self.dilation_t
             acc[:, :, d - 1 : -1 : d] += taps[:, :, 1:-1]
         return out if emit else None
 

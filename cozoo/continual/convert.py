@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from cozoo.continual.base import ContinualModule
 from cozoo.continual.containers import CoIdentity, CoResidual, CoSequential
@@ -30,7 +31,7 @@ Converter = Callable[[nn.Module, ConversionOptions], nn.Module]
 _CONVERTERS: dict[type[nn.Module], Converter] = {}
 
 _PER_FRAME_TYPES: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm3d, nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Dropout, nn.Softmax, nn.GELU, nn.Hardswish,
+    nn.BatchNorm3d, nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Dropout, nn.GELU, nn.Hardswish,
     nn.Hardsigmoid, nn.LeakyReLU, nn.ELU, nn.Tanh, nn.ReLU6, nn.Dropout3d,
 )
 
@@ -46,18 +47,48 @@ def register_continual(source_type: type[nn.Module]) -> Callable[[Converter], Co
 
 
 def convert_module(module: nn.Module, options: ConversionOptions) -> nn.Module:
-    """Convert one module (recursively); used by container converters for their children."""
+    """Convert one module (recursively); used by container converters for their children.
+
+    A subclass of a supported layer converts as that layer only if it does not change what the layer
+    computes (no ``forward`` of its own); parametrised weights and hooks are refused, as step mode would
+    bypass them. The converted module keeps the source's training flag."""
     if isinstance(module, ContinualModule):
         return module
+    _check_convertible(module)
     for cls in type(module).__mro__:
         if cls in _CONVERTERS:
-            return _CONVERTERS[cls](module, options)
-        if cls in _PER_FRAME_TYPES:
-            return as_per_frame(module)
+            converted = _CONVERTERS[cls](module, options)
+        elif cls in _PER_FRAME_TYPES:
+            converted = as_per_frame(module)
+        else:
+            if "forward" in vars(cls):
+                break  # a class that defines its own forward, with no converter: not ours to guess
+            continue
+        converted.training = module.training
+        return converted
     raise TypeError(
-        f"no continual counterpart for {type(module).__module__}.{type(module).__name__}; "
+        f"no continual counterpart for {_name(type(module))}; "
         "register one with cozoo.continual.register_continual"
     )
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _check_convertible(module: nn.Module) -> None:
+    """Refuse what a converter would silently drop: parametrised weights and hooks."""
+    if parametrize.is_parametrized(module):
+        raise TypeError(
+            f"{_name(type(module))} has parametrised tensors ({', '.join(module.parametrizations)}), "
+            "which step mode would not apply: bake them in first with "
+            "torch.nn.utils.parametrize.remove_parametrizations(module, name)"
+        )
+    if module._forward_hooks or module._forward_pre_hooks:
+        raise TypeError(
+            f"{_name(type(module))} has forward hooks (e.g. the old torch.nn.utils.weight_norm), which step "
+            "mode would not run: remove them before converting"
+        )
 
 
 def to_continual(module: nn.Module, pool_window: int | None = None, cache: CacheForm = "auto") -> nn.Module:
@@ -67,6 +98,8 @@ def to_continual(module: nn.Module, pool_window: int | None = None, cache: Cache
     multiple of the temporal stride in front of the pool). It defaults to the clip length of the
     registered config (``module.cozoo_config.frames``) when there is one.
     """
+    if cache not in ("auto", "pre", "post"):
+        raise ValueError(f"cache must be 'auto', 'pre' or 'post', got {cache!r}")
     options = ConversionOptions(cache=cache)
     source = copy.deepcopy(module)
     continual = convert_module(source, options)
@@ -81,9 +114,11 @@ def to_continual(module: nn.Module, pool_window: int | None = None, cache: Cache
 
 
 def configure_pool_window(model: nn.Module, frames: int) -> None:
-    """Set every global average pool's window to span ``frames`` input frames of ``model``."""
+    """Set every global average pool's window to span ``frames`` input frames of ``model`` (this resets
+    the model: a stream's pooled state has the old window's length)."""
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise ValueError(f"pool_window must be a positive whole number of frames, got {frames!r}")
+    model.reset()  # type: ignore[attr-defined]
     model.bind_schedule()  # type: ignore[attr-defined]
     for pool in model.modules():
         if isinstance(pool, CoGlobalAvgPool3d):
@@ -121,6 +156,18 @@ def _adaptive_pool(module: nn.Module, options: ConversionOptions) -> nn.Module:
     if size not in (1, (1, 1, 1)):
         raise TypeError(f"AdaptiveAvgPool3d({size}) has no continual form; only global pooling (1) does")
     return CoGlobalAvgPool3d(window=1)
+
+
+@register_continual(nn.Softmax)
+@register_continual(nn.LogSoftmax)
+def _softmax(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    dim = module.dim  # type: ignore[attr-defined]
+    if dim != 1:
+        raise TypeError(
+            f"{type(module).__name__}(dim={dim}) has no continual form: only dim=1 (channels or classes) "
+            "means the same in clip mode (N, C, T, ...) and step mode (N, C, ...); use dim=1"
+        )
+    return as_per_frame(module)
 
 
 @register_continual(nn.Identity)

@@ -60,7 +60,7 @@ class _CoPool3d(WindowedLayer, nn.Module):
         if self._state is None:
             n, c, h, w = frame.shape
             self._state = frame.new_zeros(n, c, self.kernel_t, h, w)
-        shift_in(self._state, frame)
+        self._state = shift_in(self._state, frame)
         return self._pool(self._state, 1, 0).squeeze(2) if emit else None
 
 
@@ -104,9 +104,8 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
 
     def __init__(self, window: int) -> None:
         super().__init__()
-        self.window = window
+        self.window = window  # also sets up the (empty) stream state
         self.input_stride = 1
-        self._reset_state()
 
     @property
     def window(self) -> int:
@@ -114,9 +113,11 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
 
     @window.setter
     def window(self, value: int) -> None:
-        if not isinstance(value, int) or value < 1:
+        """Setting it drops this pool's stream state (its length is the window's)."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"pool window must be a positive int, got {value!r}")
         self._window = value
+        self._reset_state()
 
     def extra_repr(self) -> str:
         return f"window={self.window}"
@@ -151,5 +152,5 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
         self._steps = advance(self._steps, self.window - 1, 1)
         if self._state is None:
             self._state = frame.new_zeros(frame.shape[0], frame.shape[1], self.window)
-        shift_in(self._state, frame.mean(dim=(2, 3)))
+        self._state = shift_in(self._state, frame.mean(dim=(2, 3)))
         return self._state.mean(dim=2)[..., None, None] if emit else None

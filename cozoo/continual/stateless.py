@@ -20,6 +20,12 @@ class _PerFrameStep(ContinualModule):
     """Step = the source op on the frame viewed as a one-frame clip (N, C, 1, ...)."""
 
     frame_rank = None
+    source_class: type[nn.Module]  # set by `per_frame_class`
+
+    def __reduce_ex__(self, protocol: int):  # type: ignore[override]
+        """Pickle by the source class: the generated class is not importable by name."""
+        reduced = super().__reduce_ex__(protocol)
+        return (_new_per_frame, (self.source_class,), *reduced[2:])  # type: ignore[misc]
 
     def _step(self, frame: torch.Tensor) -> torch.Tensor:
         return self.forward(frame.unsqueeze(2)).squeeze(2)  # type: ignore[attr-defined]
@@ -58,11 +64,23 @@ def per_frame_class(source_cls: type[nn.Module]) -> type[nn.Module]:
         step_cls = _ElementwiseStep
     else:
         step_cls = _PerFrameStep
-    return type(f"Co{source_cls.__name__}", (step_cls, source_cls), {"__module__": __name__})
+    namespace = {"__module__": __name__, "source_class": source_cls}
+    return type(f"Co{source_cls.__name__}", (step_cls, source_cls), namespace)
+
+
+def _new_per_frame(source_cls: type[nn.Module]) -> nn.Module:
+    """An empty instance of the continual subclass of ``source_cls`` (unpickling fills it)."""
+    cls = per_frame_class(source_cls)
+    return cls.__new__(cls)
 
 
 def as_per_frame(module: nn.Module) -> nn.Module:
     """Turn a stateless layer into its continual subclass in place (same object, same tensors)."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.track_running_stats:
+        raise TypeError(
+            f"{type(module).__name__}(track_running_stats=False) normalises with the statistics of the whole "
+            "input clip, which a frame-by-frame step cannot see: it has no continual form"
+        )
     module.__class__ = per_frame_class(type(module))
     return module
 

@@ -36,7 +36,7 @@ class Stream:
         if model.training:
             raise ValueError(
                 "model is in training mode: call model.eval() before streaming "
-                "(BatchNorm would normalise each frame with its own statistics)"
+                "(BatchNorm would normalise each frame with its own statistics and update its running ones)"
             )
         param = next(model.parameters(), None)
         if cuda_graphs and (param is None or not param.is_cuda):
@@ -54,6 +54,8 @@ class Stream:
 
     @torch.no_grad()
     def push(self, frame: torch.Tensor) -> Prediction | None:
+        if self.model.training:
+            raise ValueError("model was switched to training mode mid-stream: call model.eval() to stream")
         if self.frames_seen and not self.model.in_stream:  # the model was reset directly: a new stream
             self.frames_seen, self._stepper = 0, None
         if self.cuda_graphs:
