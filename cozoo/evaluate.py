@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cozoo.continual import to_continual
-from cozoo.data.kinetics import KineticsDataset, read_annotations
+from cozoo.data.kinetics import CorruptVideoWarning, KineticsDataset, read_annotations
 from cozoo.data.loader import build_dataset
-from cozoo.data.video import PathLike
+from cozoo.data.video import PathLike, VideoDecodeError
 from cozoo.labels import class_names as label_set_names
 from cozoo.registry import ModelConfig, classifier, create_model, get_config
 from cozoo.streaming import (
@@ -326,7 +327,8 @@ def predict_videos(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax averaged over each video's views: ``batches`` yield ``(clips, labels, video_indices)``.
 
-    Returns ``(probs (V, C), targets (V,))``. Every video must get at least one view.
+    Returns ``(probs (V, C), targets (V,))``. Views with video index -1 (a dataset's stand-ins for views it
+    could not decode) are left out; a video left with no view gets target -1 (see `evaluated`).
     """
     sums = torch.zeros(num_videos, num_classes, dtype=torch.float64)
     counts = torch.zeros(num_videos, dtype=torch.float64)
@@ -336,13 +338,26 @@ def predict_videos(
         if probs.shape[1] != num_classes:
             raise ValueError(f"the model has {probs.shape[1]} outputs, expected {num_classes} classes")
         videos = torch.as_tensor(videos, dtype=torch.long)
+        real = videos >= 0
+        videos, probs, labels = videos[real], probs[real], torch.as_tensor(labels, dtype=torch.long)[real]
         sums.index_add_(0, videos, probs)
         counts.index_add_(0, videos, torch.ones(len(videos), dtype=torch.float64))
-        targets[videos] = torch.as_tensor(labels, dtype=torch.long)
-    if (counts == 0).any():
-        missing = (counts == 0).nonzero().flatten().tolist()
-        raise RuntimeError(f"no view was evaluated for video(s) {missing[:10]}")
-    return (sums / counts[:, None]).float(), targets
+        targets[videos] = labels
+    return (sums / counts.clamp_min(1)[:, None]).float(), targets
+
+
+def evaluated(
+    probs: torch.Tensor, targets: torch.Tensor, what: str
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The rows of videos that were evaluated (target >= 0), and how many were not (warned about)."""
+    keep = targets >= 0
+    dropped = int((~keep).sum())
+    if dropped:
+        warnings.warn(f"{what}: {dropped} video(s) left out, as none of their views could be decoded",
+                      CorruptVideoWarning, stacklevel=2)
+    if not keep.any():
+        raise RuntimeError(f"{what}: no video could be decoded")
+    return probs[keep], targets[keep], dropped
 
 
 @torch.inference_mode()
@@ -356,13 +371,19 @@ def predict_streams(
 ) -> dict[str, Any]:
     """Step ``continual`` through each ``(path, label)`` video; per video, the softmax of the last
     prediction and the mean softmax over all predictions. Returns ``last``, ``mean`` (V, C), ``targets``
-    (V,) and ``padded_videos`` (videos shorter than the warm-up)."""
+    (V,) and ``padded_videos`` (videos shorter than the warm-up). A video that fails to decode part-way
+    gets target -1 (see `evaluated`)."""
     streamer = VideoStreamer(continual, transform, sampling_rate, device)
     last = torch.zeros(len(videos), num_classes)
     mean = torch.zeros(len(videos), num_classes)
+    targets = torch.tensor([label for _, label in videos], dtype=torch.long)
     padded = 0
     for row, (path, _) in enumerate(videos):
-        probs = [p.probs for p in stream_video(streamer, path)]
+        try:
+            probs = [p.probs for p in stream_video(streamer, path)]
+        except (FileNotFoundError, VideoDecodeError):
+            targets[row] = -1
+            continue
         if not probs:
             probs.append(streamer.pad_until_output().probs)  # type: ignore[union-attr]
             padded += 1
@@ -370,7 +391,6 @@ def predict_streams(
         if stacked.shape[1] != num_classes:
             raise ValueError(f"the model has {stacked.shape[1]} outputs, expected {num_classes} classes")
         last[row], mean[row] = stacked[-1], stacked.mean(dim=0)
-    targets = torch.tensor([label for _, label in videos], dtype=torch.long)
     return {"last": last, "mean": mean, "targets": targets, "padded_videos": padded}
 
 
@@ -427,17 +447,20 @@ def evaluate(
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
         return predict_videos(model, loader, len(ds.videos), loaded.num_classes, device)
 
+    def scored(what: str, probs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        probs, targets, dropped = evaluated(probs, targets, what)
+        return {**score(probs, targets), "undecodable_videos": dropped}
+
     if "clip" in modes:
         start = time.perf_counter()
-        probs, targets = run_views(dataset)
-        results["clip"] = {**score(probs, targets), "clips": 1, "crops": 1}
+        results["clip"] = {**scored("clip", *run_views(dataset)), "clips": 1, "crops": 1}
         seconds["clip"] = time.perf_counter() - start
     if "multiview" in modes:
         start = time.perf_counter()
         views = build_dataset(kept, video_root, training=False, probe=False, num_clips=num_clips,
                               num_crops=num_crops, **common)
-        probs, targets = run_views(views)
-        results["multiview"] = {**score(probs, targets), "clips": num_clips, "crops": num_crops}
+        results["multiview"] = {**scored("multiview", *run_views(views)), "clips": num_clips,
+                                "crops": num_crops}
         seconds["multiview"] = time.perf_counter() - start
     if "stream" in modes:
         start = time.perf_counter()
@@ -448,8 +471,10 @@ def evaluate(
                               device)
         facts = {"sampling_rate": rate, "pool_window": loaded.pool_window,
                  "first_output_step": int(continual.first_output), "padded_videos": out["padded_videos"]}
-        results["stream_last"] = {**score(out["last"], out["targets"]), **facts}
-        results["stream_mean"] = {**score(out["mean"], out["targets"]), **facts}
+        results["stream_last"] = {**scored("stream", out["last"], out["targets"]), **facts}
+        with warnings.catch_warnings():  # the same videos as stream_last: warned once
+            warnings.simplefilter("ignore", CorruptVideoWarning)
+            results["stream_mean"] = {**scored("stream", out["mean"], out["targets"]), **facts}
         seconds["stream"] = time.perf_counter() - start
     metrics = {
         "model": loaded.name,

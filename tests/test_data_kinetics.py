@@ -207,10 +207,12 @@ def test_corrupt_video_found_while_loading_is_reported_once_and_replaced(copy):
     dataset = KineticsDataset(records, copy / "videos", UniformClipSampler(4, 2), return_video_index=True)
     with pytest.warns(CorruptVideoWarning, match=bad):
         clip, label, video = dataset[2]
-    assert video == 3 and label == dataset.label_map[records[3].label] and clip.shape == (3, 4, 32, 32)
+    # the next video's clip stands in, marked -1 so per-video aggregation leaves it out
+    assert video == -1 and label == dataset.label_map[records[3].label] and clip.shape == (3, 4, 32, 32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning for the same file
-        assert dataset[2][2] == 3
+        assert dataset[2][2] == -1
+    assert dataset[3][2] == 3
     training = KineticsDataset(records, copy / "videos", RandomClipSampler(4, 2))
     torch.manual_seed(0)
     with pytest.warns(CorruptVideoWarning):

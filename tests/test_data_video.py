@@ -1,3 +1,6 @@
+import struct
+
+import av
 import numpy as np
 import pytest
 import torch
@@ -34,8 +37,50 @@ def test_read_all_and_selected_frames(ramp_path):
     assert torch.equal(picked[0], everything[5])
 
 
-def test_index_past_the_end_gets_last_frame(ramp_path):
-    assert _level(read_frames(ramp_path, [10, 11, 12, 40])) == [10, 11, 11, 11]
+def test_index_just_past_the_end_gets_last_frame(ramp_path):
+    assert _level(read_frames(ramp_path, [10, 11, 12, 13])) == [10, 11, 11, 11]  # count slack
+
+
+def test_index_far_past_the_end_is_a_truncated_video(ramp_path):
+    with pytest.raises(VideoDecodeError, match="ends after 12 decodable frames, before requested frame 20"):
+        read_frames(ramp_path, [0, 20])
+
+
+def _raw_h264(path, height: int, width: int, levels: range) -> bytes:
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for level in levels:
+            image = np.full((height, width, 3), level, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path.read_bytes()
+
+
+def test_resolution_change_part_way_is_scaled_to_the_first_frame_size(tmp_path):
+    joined = tmp_path / "switch.h264"
+    joined.write_bytes(_raw_h264(tmp_path / "a.h264", 32, 48, range(0, 120, 20))
+                       + _raw_h264(tmp_path / "b.h264", 64, 96, range(120, 240, 20)))
+    frames = read_frames(joined)
+    assert frames.shape == (12, 32, 48, 3)
+    assert _level(frames) == list(range(12))
+    assert [f.shape for f in iter_frames(joined)] == [(32, 48, 3)] * 12
+
+
+def test_rotation_metadata_turns_frames_upright(tmp_path):
+    image = np.zeros((4, 32, 48, 3), np.uint8)
+    image[:, :16, :16] = 250  # a bright top-left corner
+    path = write_video(tmp_path / "upright.mp4", image)
+    data = bytearray(path.read_bytes())
+    matrix = data.find(b"tkhd") + 44  # version-0 track header: the display matrix follows 40 bytes of fields
+    data[matrix : matrix + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)  # 90° clockwise
+    rotated = tmp_path / "rotated.mp4"
+    rotated.write_bytes(bytes(data))
+    frames = read_frames(rotated)
+    assert frames.shape == (4, 48, 32, 3)
+    corners = frames[0, :16, -16:].float().mean(), frames[0, -16:, :16].float().mean()
+    assert corners[0] > 200 > 50 > corners[1]  # the top-left corner turned to the top right
+    assert next(iter_frames(rotated)).shape == (48, 32, 3)
 
 
 def test_iter_frames_streams_every_frame(ramp_path):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import av
 import matplotlib.image
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -19,6 +22,7 @@ from cozoo.evaluate import (
     LoadedModel,
     confusion_matrix,
     evaluate,
+    evaluated,
     load_checkpoint,
     load_model,
     names_from_label_map,
@@ -101,8 +105,16 @@ def test_predict_videos_averages_softmax_over_views() -> None:
     torch.testing.assert_close(probs, expected)
     assert targets.tolist() == [0, 2, 0]
     assert topk_accuracy(probs, targets, ks=(1,)) == {"top1": pytest.approx(2 / 3)}
-    with pytest.raises(RuntimeError, match=r"no view was evaluated for video\(s\) \[3\]"):
-        predict_videos(ViewStub(table), batches, num_videos=4, num_classes=3)
+    # A stand-in view (video index -1) is left out; a video with no view gets target -1 and is dropped.
+    stand_in = (clips[:1], torch.tensor([2]), torch.tensor([-1]))
+    probs4, targets4 = predict_videos(ViewStub(table), [*batches, stand_in], num_videos=4, num_classes=3)
+    assert targets4.tolist() == [0, 2, 0, -1]
+    with pytest.warns(UserWarning, match="1 video"):
+        kept, kept_targets, dropped = evaluated(probs4, targets4, "clip")
+    torch.testing.assert_close(kept, expected)
+    assert kept_targets.tolist() == [0, 2, 0] and dropped == 1
+    with pytest.raises(RuntimeError, match="no video could be decoded"):
+        evaluated(probs4[3:], targets4[3:], "clip")
 
 
 # -- models with controlled outputs on real videos ----------------------------------------------------
@@ -318,3 +330,32 @@ def test_cli_eval_errors(data: SyntheticPaths, checkpoint: Path, tmp_path: Path,
     assert main([*base, "--annotations", str(data.val_csv), "--checkpoint", str(checkpoint), "--split",
                  "test"]) == 2
     assert "no videos in" in capsys.readouterr().err
+
+
+def _faststart_video(path: Path, frames: int = 12) -> Path:
+    """An MP4 whose index (moov) precedes the data: cut short, it still opens and declares ``frames``."""
+    images = np.random.default_rng(0).integers(0, 256, (frames, 32, 48, 3), dtype=np.uint8)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for image in images:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_a_video_truncated_part_way_is_left_out_not_replaced(data: SyntheticPaths, tmp_path: Path) -> None:
+    root = tmp_path / "videos"
+    shutil.copytree(data.video_root, root)
+    whole = _faststart_video(tmp_path / "whole.mp4").read_bytes()
+    (root / "cut_000000_000001.mp4").write_bytes(whole[: len(whole) // 2])  # 3 of its 12 frames decode
+    csv = tmp_path / "val.csv"
+    csv.write_text(data.val_csv.read_text() + "growing,cut,0,1,val\n")
+    logits = [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+    with pytest.warns(UserWarning, match="1 video"):
+        metrics = evaluate(_loaded(_constant_model(logits)), csv, root, split="val",
+                           modes=("clip", "multiview"), num_clips=2, crop=CROP)
+    assert metrics["num_videos"] == 13  # frame 0 decodes, so the probe keeps it
+    for result in metrics["results"].values():
+        assert result["num_videos"] == 12 and result["undecodable_videos"] == 1
+        assert result["top1"] == pytest.approx(2 / 12)  # the 12 intact videos, scored as before

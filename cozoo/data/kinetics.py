@@ -284,7 +284,8 @@ class KineticsDataset(Dataset):
     each, paths in ``corrupt``) and frame counts are cached — use it for evaluation so the set of videos
     is exact. Otherwise a video found corrupt while loading is reported once (per process) and replaced
     by another video (random for training samplers, the next one otherwise), so a run never crashes on
-    a bad file.
+    a bad file; with ``return_video_index=True`` such a stand-in view carries video index -1, so that
+    per-video aggregation leaves it out rather than scoring it as the failed video or its neighbour.
     """
 
     def __init__(
@@ -372,7 +373,8 @@ class KineticsDataset(Dataset):
             warnings.warn(f"skipping video: {err}", CorruptVideoWarning, stacklevel=3)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | tuple[torch.Tensor, int, int]:
-        video, clip, crop = self.view(index)
+        requested, clip, crop = self.view(index)
+        video = requested
         for _ in range(self.max_retries + 1):
             if video not in self._bad:
                 try:
@@ -381,7 +383,9 @@ class KineticsDataset(Dataset):
                     self._report(video, err)
                 else:
                     label = self.label_map[self.videos[video][0].label]
-                    return (data, label, video) if self.return_video_index else (data, label)
+                    if not self.return_video_index:
+                        return data, label
+                    return data, label, (video if video == requested else -1)
             if isinstance(self.sampler, RandomClipSampler):
                 video = int(torch.randint(0, len(self.videos), (1,)))
             else:

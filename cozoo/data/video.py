@@ -89,13 +89,19 @@ def probe_video(path: PathLike) -> VideoInfo:
     return info
 
 
+#: Frames a container's count may overstate the decodable frames by (e.g. a last B-frame group).
+FRAME_COUNT_SLACK = 2
+
+
 def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> torch.Tensor:
     """Decode the frames at ``indices`` (any order, repeats allowed) as a ``(T, H, W, 3)`` uint8 tensor.
 
     ``None`` decodes every frame. Decoding runs from the start of the file and stops after the largest
-    requested index. Container frame counts can overstate the decodable frames (e.g. a truncated file);
-    an index past the last decodable frame gets that last frame, the same rule the clip samplers use
-    for short videos. A file with no decodable frame raises ``VideoDecodeError``.
+    requested index. Container frame counts can overstate the decodable frames by a frame or two: an
+    index up to `FRAME_COUNT_SLACK` past the last decodable frame gets that frame. Further past, the file
+    ended early (truncated, or corrupt part-way) and ``VideoDecodeError`` says so, as does a file with no
+    decodable frame. Frames keep the first frame's size (a stream that changes resolution part-way is
+    scaled back to it) and are turned upright by the stream's rotation metadata.
     """
     if indices is not None:
         indices = [int(i) for i in indices]
@@ -109,16 +115,22 @@ def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> torch.T
     last_index = -1
     with _open_stream(path) as (container, stream):
         last_frame = None
+        converter = _RGBConverter()
         for index, frame in enumerate(container.decode(stream)):
             if wanted is None or index in wanted:
-                decoded[index] = frame.to_ndarray(format="rgb24")
+                decoded[index] = converter(frame)
             last_index, last_frame = index, frame
             if last_wanted is not None and index >= last_wanted:
                 break
         if last_frame is None:
             raise VideoDecodeError(path, "no frame could be decoded")
-        if last_index not in decoded:  # the file ended before the largest requested index
-            decoded[last_index] = last_frame.to_ndarray(format="rgb24")
+        if last_wanted is not None and last_index + FRAME_COUNT_SLACK < last_wanted:
+            raise VideoDecodeError(
+                path, f"the video ends after {last_index + 1} decodable frames, before requested frame "
+                f"{last_wanted} (truncated or corrupt part-way?)"
+            )
+        if last_index not in decoded:  # the file ended just before the largest requested index
+            decoded[last_index] = converter(last_frame)
     order = range(last_index + 1) if indices is None else (min(i, last_index) for i in indices)
     return torch.from_numpy(np.stack([decoded[i] for i in order]))
 
@@ -126,8 +138,27 @@ def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> torch.T
 def iter_frames(path: PathLike) -> Iterator[torch.Tensor]:
     """Yield the frames of a video one by one as ``(H, W, 3)`` uint8 tensors (for streaming inference)."""
     with _open_stream(path) as (container, stream):
+        converter = _RGBConverter()
         for frame in container.decode(stream):
-            yield torch.from_numpy(frame.to_ndarray(format="rgb24"))
+            yield torch.from_numpy(converter(frame))
+
+
+class _RGBConverter:
+    """Decoded frames to upright RGB arrays of the first frame's size."""
+
+    def __init__(self) -> None:
+        self.size: tuple[int, int] | None = None
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        if self.size is None:
+            self.size = (frame.width, frame.height)
+        width, height = self.size
+        if (frame.width, frame.height) == self.size:
+            image = frame.to_ndarray(format="rgb24")
+        else:
+            image = frame.to_ndarray(format="rgb24", width=width, height=height)
+        quarter_turns = round(getattr(frame, "rotation", 0) / 90) % 4  # counterclockwise, display matrix
+        return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
 def write_video(path: PathLike, frames: torch.Tensor | np.ndarray, fps: float = 15.0, crf: int = 18) -> Path:

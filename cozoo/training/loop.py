@@ -325,21 +325,27 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader | None = None) -> dict[str, float]:
-        """Clip-mode validation: loss per view, accuracy per video (softmax averaged over its views)."""
+        """Clip-mode validation: loss per view, accuracy per video (softmax averaged over its views).
+        Videos none of whose views decoded are left out (``val_videos`` counts the rest)."""
         self.model.eval()
         loader = loader or self.val_loader
-        videos = len(self.val_set.videos)
-        scores = torch.zeros(videos, len(self.label_map))
-        targets = torch.full((videos,), -1, dtype=torch.long)
+        scores = torch.zeros(len(self.val_set.videos), len(self.label_map))
+        targets = torch.full((len(self.val_set.videos),), -1, dtype=torch.long)
         loss_sum, views = 0.0, 0
         for clips, labels, index in loader:
+            real = index >= 0  # -1: a stand-in for a view that failed to decode
             with self._autocast():
-                logits = self.model(clips.to(self.device)).float().cpu()
+                logits = self.model(clips.to(self.device)).float().cpu()[real]
+            labels, index = labels[real], index[real]
             loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
             views += len(labels)
             scores.index_add_(0, index, logits.softmax(1))
             targets[index] = labels
-        correct = int((scores.argmax(1) == targets).sum())
+        scored = targets >= 0
+        videos = int(scored.sum())
+        if not videos:
+            raise RuntimeError("validation: no video could be decoded")
+        correct = int((scores.argmax(1) == targets)[scored].sum())
         return {"val_loss": loss_sum / views, "val_acc": correct / videos, "val_videos": videos}
 
     def fit(self, on_step: Callable[[Progress], None] | None = None) -> FinetuneResult:

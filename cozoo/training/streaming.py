@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cozoo.data import CorruptVideoWarning, KineticsDataset, VideoDecodeError, eval_transform, iter_frames
+from cozoo.data import CorruptVideoWarning, KineticsDataset, VideoDecodeError, eval_transform
 from cozoo.registry import create_model, get_config, list_models
+from cozoo.streaming import FrameTransform, VideoStreamer, stream_video
 
 
 def build_continual(
@@ -35,8 +36,8 @@ def build_continual(
 @dataclass(frozen=True)
 class StreamingResult:
     """Accuracy of the prediction at the last frame of each video. ``padded``: videos with fewer frames
-    than the model's warm-up, whose first frame was repeated in front to fill it; ``skipped``: videos that
-    failed to decode part-way (left out)."""
+    than the model's warm-up, extended by repeating their last frame (as `cozoo eval` does); ``skipped``:
+    videos that failed to decode part-way (left out)."""
 
     accuracy: float
     videos: int
@@ -57,29 +58,23 @@ def streaming_accuracy(
 ) -> StreamingResult:
     """Stream every video of ``dataset`` through continual ``model``: every ``sampling_rate``-th frame,
     resized, centre-cropped and normalised as for clip evaluation, pushed one at a time; the prediction
-    after the last frame counts. A video shorter than the warm-up (``model.first_output + 1`` frames) is
-    preceded by copies of its first frame, as a stream would have seen a still scene."""
-    transform = eval_transform(crop=crop, mean=mean, std=std, short_side=short_side)
-    model = model.to(device).eval()
-    needed = model.first_output + 1  # type: ignore[operator]
+    after the last frame counts. A video shorter than the warm-up is extended by repeating its last frame
+    (`VideoStreamer.pad_until_output`, the clip samplers' rule for short videos)."""
+    transform = FrameTransform(eval_transform(crop=crop, mean=mean, std=std, short_side=short_side))
+    streamer = VideoStreamer(model.to(device).eval(), transform, sampling_rate, device)
     correct = padded = skipped = pushed = 0
     for record, path in dataset.videos:
         try:
-            frames = [transform(frame[None])[:, 0][None] for index, frame in enumerate(iter_frames(path))
-                      if index % sampling_rate == 0]
+            predictions = list(stream_video(streamer, path))
         except VideoDecodeError as err:
             warnings.warn(f"streaming: skipping video: {err}", CorruptVideoWarning, stacklevel=2)
             skipped += 1
             continue
-        if len(frames) < needed:
-            frames = [frames[0]] * (needed - len(frames)) + frames
-            padded += 1
-        stream, last = model.stream(), None  # type: ignore[operator]
-        for frame in frames:
-            last = stream.push(frame.to(device)) or last
-        pushed += len(frames)
+        last = predictions[-1] if predictions else streamer.pad_until_output()
+        padded += not predictions
+        pushed += streamer.steps
         assert last is not None
-        if int(last.logits.argmax(-1)[0]) == dataset.label_map[record.label]:
+        if int(last.logits.argmax(-1)) == dataset.label_map[record.label]:
             correct += 1
     videos = len(dataset.videos) - skipped
     return StreamingResult(correct / videos if videos else 0.0, videos, padded, skipped, pushed)
