@@ -223,9 +223,11 @@ def _finetuning_recipe(ckpt: Checkpoint, regular_name: str) -> FinetuneConfig | 
 def _with_clip_settings(config: ModelConfig, recipe: FinetuneConfig) -> ModelConfig:
     """``config`` with the recipe's clip geometry and normalisation (what the model was fine-tuned on)."""
     clips = clip_settings(recipe.data, config)
+    short_side = recipe.data.test_short_side if recipe.data.test_short_side is not None else (
+        config.test_short_side if clips.test_crop == config.test_crop else None)
     return dataclasses.replace(
         config, frames=clips.frames, sampling_rate=clips.sampling_rate, train_crop=clips.train_crop,
-        test_crop=clips.test_crop, mean=clips.mean, std=clips.std,
+        test_crop=clips.test_crop, mean=clips.mean, std=clips.std, test_short_side=short_side,
     )
 
 

@@ -39,6 +39,8 @@ class ModelConfig:
     description: str = ""
     # Name of the regular model this continual variant is transferred from (None for regular models).
     source: str | None = None
+    # Short side a test clip is resized to before its centre crop (None: the test crop itself).
+    test_short_side: int | None = None
 
     @property
     def continual(self) -> bool:

@@ -11,7 +11,7 @@ from cozoo.data.transforms import (
     to_float_clip,
     train_transform,
 )
-from cozoo.registry import ModelConfig
+from cozoo.registry import ModelConfig, get_config
 
 
 def _config() -> ModelConfig:
@@ -70,6 +70,14 @@ def test_eval_transform_from_config_shapes_and_normalisation():
     three = eval_transform(_config(), num_crops=3)
     assert [three(_columns_video(), i).shape for i in range(3)] == [(3, 4, 20, 20)] * 3
     assert not torch.equal(three(_columns_video(), 0), three(_columns_video(), 2))
+
+
+def test_eval_short_side_follows_the_config_unless_the_crop_is_overridden():
+    torchvision_recipe = get_config("r2plus1d_18")  # resize 128x171, centre crop 112
+    assert eval_transform(torchvision_recipe).short_side == (128, 128)
+    assert eval_transform(torchvision_recipe, crop=64).short_side == (64, 64)
+    assert eval_transform(torchvision_recipe, short_side=150).short_side == (150, 150)
+    assert eval_transform(get_config("x3d_m")).short_side == (256, 256)  # PyTorchVideo: short side = crop
 
 
 def test_train_transform_random_and_flip_option():

@@ -232,10 +232,16 @@ def test_load_model_builds_a_finetuned_checkpoint_from_its_recipe(tmp_path: Path
         loaded = load_model(name, checkpoint=path)
         config = loaded.config
         assert (config.frames, config.sampling_rate, config.test_crop) == (8, 2, 28)
+        assert config.test_short_side == recipe.data.test_short_side  # None: resize to the crop
         assert loaded.pool_window == 8 and loaded.class_names == ["a", "b", "c", "d"]
         with torch.no_grad():
             torch.testing.assert_close(loaded.model(clip), trained(clip))
     assert load_model("cox3d_xs", checkpoint=path, pool_window=16).pool_window == 16
+    wider = recipe.as_dict()
+    wider["data"]["test_short_side"] = 40  # validation resized to 40 before the 28 crop: eval does too
+    torch.save({"model": trained.state_dict(), "label_map": build_label_map(["a", "b", "c", "d"]),
+                "config": wider}, path)
+    assert eval_transform(load_model("x3d_xs", checkpoint=path).config).short_side == (40, 40)
     with pytest.raises(ValueError, match="fine-tuned from 'x3d_xs', not 'x3d_s'"):
         load_model("cox3d_s", checkpoint=path)
     for bad in (0, 2.5):

@@ -185,9 +185,11 @@ def eval_transform(
     short_side: int | None = None,
     num_crops: int = 1,
 ) -> VideoTransform:
-    """Test pipeline: short side to ``short_side`` (default: the crop size), then 1 centre crop or 3 crops."""
+    """Test pipeline: short side to ``short_side``, then 1 centre crop or 3 crops. The short side defaults
+    to the config's ``test_short_side`` (unless ``crop`` overrides its test crop), else the crop size."""
+    configured = None if crop is not None or config is None else config.test_short_side
     crop = int(_pick("crop", crop, config, "test_crop"))
-    short = crop if short_side is None else int(short_side)
+    short = int(short_side if short_side is not None else configured if configured is not None else crop)
     return VideoTransform(
         crop=crop,
         mean=tuple(_pick("mean", mean, config, "mean")),

@@ -64,6 +64,7 @@ register_model(
         sampling_rate=1,
         train_crop=112,
         test_crop=112,
+        test_short_side=128,  # frames resized to 128x171, then the centre 112x112 crop
         num_classes=487,
         # The port feeds raw 0-255 RGB values: (x / 255 - 0) / (1 / 255) = x.
         mean=(0.0, 0.0, 0.0),

@@ -70,4 +70,5 @@ for _name, _frames in (("r2plus1d_18", 16), ("r2plus1d_18_8f", 8)):
         name=_name, family="r2plus1d", builder=r2plus1d_18, frames=_frames, sampling_rate=2, train_crop=112,
         test_crop=112, mean=TORCHVISION_MEAN, std=TORCHVISION_STD,
         description=f"R(2+1)D-18 (torchvision r2plus1d_18), {_frames} frames, resize 128x171, crop 112",
+        test_short_side=128,
     ))
