@@ -152,7 +152,8 @@ def test_cli_stream_prints_per_frame_predictions_and_plots(
     out = capsys.readouterr().out.splitlines()
     assert code == 0
     frame_lines = [line for line in out if line.startswith("frame ")]
-    assert [int(line.split()[1].rstrip(":")) for line in frame_lines] == list(range(7, 20))
+    assert [int(line.split()[1]) for line in frame_lines] == list(range(7, 20))
+    assert [int(line.split()[3].rstrip("):")) for line in frame_lines] == list(range(0, 13))  # delay 7
     for line in frame_lines:
         shown = line.split(": ", 1)[1].split(", ")
         assert len(shown) == 2 and all(s.rsplit(" ", 1)[0] in CLASSES for s in shown)
@@ -176,7 +177,7 @@ def test_cli_stream_label_map_and_sampling_rate(
     out = capsys.readouterr().out.splitlines()
     assert code == 0
     frame_lines = [line for line in out if line.startswith("frame ")]
-    assert [int(line.split()[1].rstrip(":")) for line in frame_lines] == [14, 16, 18]
+    assert [int(line.split()[1]) for line in frame_lines] == [14, 16, 18]
     assert sorted(s.split()[0] for s in frame_lines[0].split(": ")[1].split(", ")) == ["a", "b", "c"]
 
 
@@ -201,6 +202,13 @@ def test_cli_stream_errors(
     # Too short for the warm-up (every 4th frame: 5 steps, 8 needed): a message, exit code 1.
     assert main(["stream", str(video[0]), "--model", "colate_fusion", "--crop", str(CROP),
                  "--sampling-rate", "4"]) == 1
-    assert "no prediction" in capsys.readouterr().err
+    assert "no prediction: the video ended after 20 frames (5 model steps); the first prediction needs 29 " \
+        "frames (8 steps). Pass --pad" in capsys.readouterr().err
+    assert main(["stream", str(video[0]), "--model", "colate_fusion", "--crop", str(CROP),
+                 "--sampling-rate", "4", "--pad"]) == 0
+    padded = [line for line in capsys.readouterr().out.splitlines() if line.startswith("frame ")]
+    assert len(padded) == 1 and padded[0].endswith("[after 3 repeats of the last frame]")
+    assert main(["stream", str(video[0]), *common, "--plot", str(tmp_path)]) == 2
+    assert "is a directory; give a PNG file name" in capsys.readouterr().err
     assert main(["stream", str(video[0]), *common, "--cuda-graphs"]) == 2
     assert "--cuda-graphs needs a CUDA device (--device cuda), got --device cpu" in capsys.readouterr().err

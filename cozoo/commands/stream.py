@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from cozoo.commands import positive_int
 from cozoo.commands.evaluate import add_model_arguments, load_from_args
@@ -22,9 +23,33 @@ def _weights(loaded: LoadedModel) -> str:
     return "random weights (pass --checkpoint or --pretrained for meaningful predictions)"
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse a missing video or an unusable plot path before the model is loaded and the video streamed."""
+    video = Path(args.video)
+    if not video.is_file():
+        what = "expected a video file, got a directory" if video.is_dir() else "video file not found"
+        raise FileNotFoundError(f"{what}: {args.video!r}")
+    if args.plot:
+        plot = Path(args.plot)
+        if plot.is_dir():
+            raise ValueError(f"--plot {args.plot!r} is a directory; give a PNG file name")
+        parent = next((p for p in plot.absolute().parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise ValueError(f"--plot {args.plot!r}: {str(parent)!r} is not a directory")
+
+
+def _print(prediction: FramePrediction, names: list[str], k: int, note: str = "") -> None:
+    top = prediction.probs.topk(k)
+    shown = ", ".join(f"{names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist(),
+                                                               strict=True))
+    where = f"frame {prediction.frame_index:5d} (centre {prediction.centre_frame:5d})"
+    print(f"{where}: {shown}{note}", flush=True)
+
+
 def _stream(args: argparse.Namespace) -> int:
     if args.cuda_graphs and not str(args.device).startswith("cuda"):
         raise ValueError(f"--cuda-graphs needs a CUDA device (--device cuda), got --device {args.device}")
+    _check_paths(args)
     loaded = load_from_args(args)
     continual = loaded.continual()
     if args.fuse_bn:
@@ -34,32 +59,47 @@ def _stream(args: argparse.Namespace) -> int:
     streamer = VideoStreamer(continual, frame_transform(loaded.config, args.crop), rate, args.device,
                              cuda_graphs=args.cuda_graphs)
     names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
+    needed = streamer.first_output * rate + 1
+    stride = int(continual.stride)
     print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, every {rate} frame(s) of "
-          f"the video; first prediction after {streamer.first_output + 1} model steps "
-          f"(video frame {streamer.first_output * rate})"
+          f"the video; first prediction after {streamer.first_output + 1} model steps (video frame "
+          f"{needed - 1}: shorter videos give none{'' if args.pad else ' without --pad'})"
+          f"{f', then one every {stride * rate} video frames' if stride > 1 else ''}; each prediction is "
+          f"centred {streamer.delay * rate} video frames back"
           f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"
           f"{'; steps replayed as CUDA graphs' if args.cuda_graphs else ''}", flush=True)
     predictions: list[FramePrediction] = []
     start = time.perf_counter()
-    for prediction in stream_video(streamer, args.video):
-        predictions.append(prediction)
-        top = prediction.probs.topk(k)
-        shown = ", ".join(f"{names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist(),
-                                                                   strict=True))
-        print(f"frame {prediction.frame_index:5d}: {shown}", flush=True)
+    interrupted = False
+    try:
+        for prediction in stream_video(streamer, args.video):
+            predictions.append(prediction)
+            _print(prediction, names, k)
+        if not predictions and args.pad:
+            prediction = streamer.pad_until_output()
+            assert prediction is not None
+            predictions.append(prediction)
+            _print(prediction, names, k, f"  [after {streamer.padded} repeats of the last frame]")
+    except KeyboardInterrupt:
+        interrupted = True
     elapsed = max(time.perf_counter() - start, 1e-9)
-    print(f"{streamer.frames_read} frames decoded, {streamer.steps} model steps, "
-          f"{len(predictions)} predictions in {elapsed:.2f} s: {streamer.frames_read / elapsed:.1f} frames/s "
-          f"({streamer.steps / elapsed:.1f} model steps/s)", flush=True)
-    if not predictions:
-        print(f"cozoo stream: no prediction: the video ended after {streamer.steps} model steps, the "
-              f"first prediction needs {streamer.first_output + 1} (try a longer video or a smaller "
-              "--sampling-rate)", file=sys.stderr)
-        return 1
-    if args.plot:
+    print(f"{'interrupted: ' if interrupted else ''}{streamer.frames_read} frames decoded, {streamer.steps} "
+          f"model steps, {len(predictions)} predictions in {elapsed:.2f} s: "
+          f"{streamer.frames_read / elapsed:.1f} frames/s ({streamer.steps / elapsed:.1f} model steps/s)",
+          flush=True)
+    if args.plot and predictions:
         path = plot_probabilities(predictions, names, args.plot, top=args.plot_classes,
                                   title=f"{args.model}: {args.video}")
         print(f"wrote {path}")
+    if interrupted:
+        return 130
+    if not predictions:
+        smaller_rate = " or a smaller --sampling-rate" if rate > 1 else ""
+        print(f"cozoo stream: no prediction: the video ended after {streamer.frames_read} frames "
+              f"({streamer.steps} model steps); the first prediction needs {needed} frames "
+              f"({streamer.first_output + 1} steps). Pass --pad to repeat the last frame until then, or "
+              f"use a longer video{smaller_rate}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -76,6 +116,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="with --device cuda: replay each steady-state step as a CUDA graph (the fast "
                         "path: same predictions, a fraction of the launch overhead)")
+    parser.add_argument("--pad", action="store_true",
+                        help="for a video shorter than the warm-up: repeat its last frame until the first "
+                        "prediction (the clip samplers' rule for short videos)")
     parser.add_argument("--plot", metavar="PNG", help="write the top classes' probabilities over time here")
     parser.add_argument("--plot-classes", type=positive_int, default=5,
                         help="classes drawn in the plot (default 5)")
