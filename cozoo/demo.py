@@ -19,6 +19,7 @@ import cozoo
 from cozoo.data.synthetic import write_synthetic_stream
 from cozoo.data.transforms import eval_transform
 from cozoo.data.video import iter_frames
+from cozoo.flops import convention
 from cozoo.training import finetune, load_config, load_finetuned
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "finetune" / "synthetic_x3d.yaml"
@@ -48,7 +49,7 @@ def _stream(model: torch.nn.Module, classes: list[str], config, folder: Path) ->
     crop = data.test_crop
     transform = eval_transform(crop=crop, mean=source.mean, std=source.std, short_side=crop)
     video, truth = write_synthetic_stream(folder / "demo.mp4", SEGMENTS, size=data.synthetic.size, seed=7)
-    print(f"[2/3] streaming {video.name}: {len(truth)} frames, every {data.sampling_rate}nd frame fed to "
+    print(f"[2/3] streaming {video.name}: {len(truth)} frames, every {data.sampling_rate} frame(s) fed to "
           f"co{config.model.name} (receptive field {model.receptive_field} steps, delay {model.delay})")
     stream = model.stream()
     frames, outputs, correct, start = [], [], 0, time.perf_counter()
@@ -77,15 +78,16 @@ def _stream(model: torch.nn.Module, classes: list[str], config, folder: Path) ->
 
 
 def _print_flops() -> None:
-    print("[3/3] GMACs (fvcore convention: one multiply-accumulate = one FLOP), test crop and clip length")
+    print("[3/3] GMACs at the test crop and clip length, counted as by `cozoo flops` and published figures:")
+    print(f"      {convention('train')}")
     print(f"      {'model':8s} {'per clip':>9s} {'continual per frame':>20s} {'ratio':>7s}")
     for regular_name in ("x3d_xs", "x3d_s", "x3d_m"):
         regular = cozoo.create_model(regular_name).eval()
         continual = cozoo.create_model(f"co{regular_name}").eval()
         config = regular.cozoo_config
         clip = torch.randn(1, 3, config.frames, config.test_crop, config.test_crop)
-        per_clip = cozoo.count_flops(regular, clip).gmacs
-        per_frame = cozoo.count_flops(continual, clip[:, :, 0]).gmacs
+        per_clip = cozoo.count_flops(regular, clip, batchnorm="train").gmacs
+        per_frame = cozoo.count_flops(continual, clip[:, :, 0], batchnorm="train").gmacs
         print(f"      {regular_name:8s} {per_clip:9.3f} {per_frame:20.3f} {per_clip / per_frame:6.1f}x")
 
 

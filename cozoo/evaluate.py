@@ -429,15 +429,21 @@ def evaluate(
         if value is not None and value < 1:
             raise ValueError(f"{what} must be a positive integer, got {value}")
     records = read_annotations(annotations, split)
+    total_rows = len(records)
     if not records:
         raise ValueError(f"no videos in {str(annotations)!r}" + (f" for split {split!r}" if split else ""))
     label_map = {name: index for index, name in enumerate(loaded.class_names)}
     outside = sorted({r.label for r in records} - set(label_map))
-    if outside:
+    if len(outside) == len({r.label for r in records}):
         raise ValueError(
-            f"{len(outside)} label(s) of {str(annotations)!r} are not classes of the model "
-            f"(e.g. {outside[:5]}); pass a checkpoint with a label map or matching class names"
+            f"none of the labels of {str(annotations)!r} (e.g. {outside[:5]}) is a class of the model "
+            f"(e.g. {loaded.class_names[:5]}); pass a checkpoint with a label map or matching class names"
         )
+    if outside:  # e.g. a model fine-tuned on a subset, evaluated on the full validation list
+        left_out = sum(r.label in outside for r in records)
+        warnings.warn(f"{left_out} video(s) of {len(outside)} label(s) that are not classes of the model "
+                      f"left out (e.g. {outside[:5]})", stacklevel=2)
+        records = [r for r in records if r.label in label_map]
     config, model = loaded.config, loaded.model.to(device)
     common = dict(config=config, crop=crop, label_map=label_map, return_video_index=True)
     dataset = build_dataset(records, video_root, training=False, probe=True, **common)  # drops bad videos
@@ -487,6 +493,9 @@ def evaluate(
         "split": split,
         "num_videos": len(kept),
         "skipped_videos": len(records) - len(kept),
+        "outside_classes_videos": total_rows - len(records),
+        "missing_videos": len(dataset.missing),
+        "undecodable_videos": len(dataset.corrupt),
         "crop": int(crop or config.test_crop),
         "classes": loaded.class_names,
         "results": results,
@@ -513,9 +522,13 @@ def write_report(metrics: Mapping[str, Any], out_dir: PathLike) -> list[Path]:
 
 def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
     """A small table of the results, accuracies in percent."""
+    skipped = [f"{metrics[key]} {what}" for key, what in (("missing_videos", "missing"),
+                                                          ("undecodable_videos", "undecodable"))
+               if metrics.get(key)]
     lines = [f"{metrics['model']}: {metrics['num_videos']} videos, {len(metrics['classes'])} classes"
-             + (f" ({metrics['skipped_videos']} undecodable skipped)" if metrics["skipped_videos"] else "")]
-    lines.append(f"{'result':12s} {'top-1 %':>8s} {'top-5 %':>8s}  protocol")
+             + (f" ({', '.join(skipped)} skipped)" if skipped else "")]
+    top = min(5, len(metrics["classes"]))  # "top5" is top-min(5, classes)
+    lines.append(f"{'result':12s} {'top-1 %':>8s} {f'top-{top} %':>8s}  protocol")
     for result, values in metrics["results"].items():
         if "clips" in values:
             protocol = f"{values['clips']} clip(s) x {values['crops']} crop(s)"

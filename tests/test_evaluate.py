@@ -332,7 +332,7 @@ def test_cli_eval_errors(data: SyntheticPaths, checkpoint: Path, tmp_path: Path,
     assert "cozoo eval: error: annotation file not found" in capsys.readouterr().err
     assert main([*base, "--annotations", str(data.val_csv)]) == 2  # Kinetics-400 names: no 'growing'
     err = capsys.readouterr().err
-    assert "6 label(s)" in err and "are not classes of the model" in err
+    assert "none of the labels of" in err and "is a class of the model (e.g. ['abseiling'" in err
     assert main([*base, "--annotations", str(data.val_csv), "--checkpoint", str(checkpoint), "--split",
                  "test"]) == 2
     assert "no videos in" in capsys.readouterr().err
@@ -365,3 +365,13 @@ def test_a_video_truncated_part_way_is_left_out_not_replaced(data: SyntheticPath
     for result in metrics["results"].values():
         assert result["num_videos"] == 12 and result["undecodable_videos"] == 1
         assert result["top1"] == pytest.approx(2 / 12)  # the 12 intact videos, scored as before
+
+
+def test_videos_of_classes_the_model_lacks_are_left_out_with_a_warning(data: SyntheticPaths) -> None:
+    """A model fine-tuned on a class subset, evaluated on the full validation list."""
+    model = _constant_model([3.0, 2.0, 1.0])
+    loaded = LoadedModel("late_fusion", model, get_config("late_fusion"), NAMES[:3], 8)
+    with pytest.warns(UserWarning, match=r"6 video\(s\) of 3 label\(s\) that are not classes of the model"):
+        metrics = evaluate(loaded, data.val_csv, data.video_root, split="val", modes=("clip",), crop=CROP)
+    assert (metrics["num_videos"], metrics["outside_classes_videos"]) == (6, 6)
+    assert metrics["results"]["clip"]["top1"] == pytest.approx(2 / 6)  # the 2 videos of class 0

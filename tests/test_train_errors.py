@@ -129,6 +129,9 @@ def test_config_errors_name_the_key(tmp_path):
     recipe = load_config("configs/finetune/kinetics_subset_x3d_s.yaml",
                          ["optim.lr=0.5", "data.classes=[a, b]"])
     assert recipe.model.pretrained is True and recipe.optim.lr == 0.5 and recipe.data.classes == ["a", "b"]
+    assert load_config("configs/finetune/synthetic_x3d.yaml", ["optim.lr=1e-3"]).optim.lr == 0.001  # YAML 1.1
+    with pytest.raises(ConfigError, match="optim.lr must be float, got 'fast'"):
+        load_config("configs/finetune/synthetic_x3d.yaml", ["optim.lr=fast"])
     with pytest.raises(ConfigError, match="not of the form"):
         load_config("configs/finetune/synthetic_x3d.yaml", ["epochs"])
 
@@ -144,6 +147,12 @@ def test_config_errors_name_the_key(tmp_path):
     ({"data": {"synthetic": {}, "flip": True}},
      r"data.flip is on, but a horizontal flip turns the synthetic classes \['moving_left', 'moving_right'"),
     ({"model": {"name": "x3d_xs", "kwargs": {"num_classes": 7}}}, "model.kwargs.num_classes"),
+    ({"data": {"synthetic": {}, "train_crop": 0}}, r"data.train_crop must be a positive integer .*got 0"),
+    ({"data": {"synthetic": {}, "val_batch_size": 0}}, r"data.val_batch_size must be a positive integer"),
+    ({"data": {"synthetic": {}, "train_short_side": [40, 30]}}, r"data.train_short_side must be \[low, "),
+    ({"data": {"synthetic": {}, "std": [0.0, 1.0, 1.0]}}, r"data.std must be three positive numbers"),
+    ({"data": {"synthetic": {}, "mean": [0.5]}}, r"data.mean must be three numbers"),
+    ({"train": {"epochs": 2}, "optim": {"warmup_epochs": 3.0}}, r"optim.warmup_epochs must be at most train"),
 ])
 def test_values_out_of_range_are_refused_naming_the_key(override, message):
     config = {"model": {"name": "x3d_xs"}, "data": {"synthetic": {}}}

@@ -157,7 +157,7 @@ class FinetuneConfig:
             raise ConfigError("data needs either a 'synthetic' section ('synthetic: {}' for its defaults) or "
                               "train_csv, val_csv and video_root")
         short = self.data.train_short_side
-        if short is not None and len(short) != 2:
+        if short is not None and (len(short) != 2 or not all(isinstance(v, int) for v in short)):
             raise ConfigError(f"data.train_short_side must be [low, high], got {short}")
         self._validate_ranges()
         if data.synthetic is not None:
@@ -166,8 +166,22 @@ class FinetuneConfig:
             raise ConfigError("model.kwargs.num_classes: the number of classes follows the data's classes")
 
     def _validate_ranges(self) -> None:
-        optim, train = self.optim, self.train
+        optim, train, data = self.optim, self.train, self.data
+        sizes = ("frames", "sampling_rate", "train_crop", "test_crop", "test_short_side", "val_batch_size")
+        for key in sizes:
+            value = getattr(data, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"data.{key} must be a positive integer (or null: the default), "
+                                  f"got {value}")
         checks = [
+            ("data.train_short_side", data.train_short_side,
+             data.train_short_side is None or 1 <= data.train_short_side[0] <= data.train_short_side[1],
+             "[low, high] with 1 <= low <= high"),
+            ("data.mean", data.mean, data.mean is None or len(data.mean) == 3, "three numbers (R, G, B)"),
+            ("data.std", data.std, data.std is None or (len(data.std) == 3 and min(data.std) > 0),
+             "three positive numbers (R, G, B)"),
+            ("optim.warmup_epochs", optim.warmup_epochs, optim.warmup_epochs <= train.epochs,
+             f"at most train.epochs = {train.epochs}"),
             ("train.clip_grad_norm", train.clip_grad_norm,
              train.clip_grad_norm is None or train.clip_grad_norm > 0, "positive (or null: no clipping)"),
             ("train.label_smoothing", train.label_smoothing, 0 <= train.label_smoothing < 1, "in [0, 1)"),
@@ -240,6 +254,11 @@ def _check_type(value: Any, spec: dataclasses.Field, key: str) -> Any:
         raise ConfigError(f"{key} must be {spec.type}, got {value!r}")
     if float in expected and int not in expected and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if float in expected and str not in expected and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if not isinstance(value, expected):
         raise ConfigError(f"{key} must be {spec.type}, got {value!r}")
     return value
