@@ -1,4 +1,4 @@
-"""``make demo``: the main job, offline, on CPU in about a minute.
+"""``make demo``: the main job, offline, on CPU in about 75 s (2 cores: ~55 s fine-tuning).
 
 1. Fine-tunes a slim X3D-XS on generated motion videos (``configs/finetune/synthetic_x3d.yaml``; published
    checkpoints cannot be downloaded offline, so the weights are learnt here).

@@ -25,7 +25,7 @@ from cozoo.registry import create_model, get_config, list_models
 
 
 class Co3DFigures(NamedTuple):
-    crop: int  # crop that reproduces ``clip`` (inferred: within 2% of our eval-mode count)
+    crop: int  # crop that reproduces ``clip`` (inferred: within 2.2% of our eval-mode count)
     clip: float  # GFLOPs of one clip
     frame: float | None  # GFLOPs per frame step of the continual counterpart
     frame_basis: str = "amortised"  # or "dearest step": what ``frame`` counts
@@ -242,7 +242,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         help="also count a continual frame step (implied for a continual NAME)")
     parser.add_argument("--all", action="store_true", help="every regular model vs the published figures")
     parser.add_argument("--crop", type=positive_int, help="square crop (default: the protocol's)")
-    parser.add_argument("--frames", type=positive_int, help="clip length, and the continual pool window")
+    parser.add_argument("--frames", type=positive_int,
+                        help="continual pool window; for a regular NAME also the clip length (a continual "
+                        "NAME keeps its source's clip)")
     parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="pytorchvideo",
                         help="counting setting and which published figures to compare with")
     parser.set_defaults(handler=_run)

@@ -20,6 +20,7 @@ CONTINUAL_VARIANTS: tuple[tuple[str, str, int | None], ...] = (
     ("coi3d_r50", "i3d_r50", None),
     ("coi3d_r50_64", "i3d_r50", 64),
     ("cor2plus1d_18", "r2plus1d_18", None),
+    ("cor2plus1d_18_8f", "r2plus1d_18_8f", None),
     ("cor2plus1d_r50", "r2plus1d_r50", None),
     ("coslow_r50", "slow_r50", None),
     ("coslow_r50_64", "slow_r50", 64),
