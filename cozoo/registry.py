@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,18 +135,36 @@ def create_model(
     Extra keyword arguments go to the builder (e.g. ``pool_window=64`` for continual variants).
     """
     config = get_config(name)
-    if num_classes is not None and num_classes < 1:
-        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise ValueError(f"num_classes must be a whole number of at least 1, got {num_classes!r}")
+    path_like = isinstance(pretrained, str | os.PathLike) and os.fspath(pretrained) != ""
+    if not isinstance(pretrained, bool) and not path_like:
+        raise ValueError(f"pretrained must be True/False or a checkpoint path, got {pretrained!r}")
     build_kwargs = {**config.builder_kwargs, **kwargs}
     model = config.builder(num_classes=config.num_classes, **build_kwargs)
     if pretrained:
+        from cozoo.weights.converters import CheckpointMismatchError
         from cozoo.weights.load import load_pretrained
 
-        load_pretrained(model, config, None if pretrained is True else str(pretrained))
+        try:
+            load_pretrained(model, config, None if pretrained is True else os.fspath(pretrained))
+        except CheckpointMismatchError as err:
+            changed = {k: v for k, v in kwargs.items() if k not in ("pool_window", "cache")}
+            if not changed:
+                raise
+            raise CheckpointMismatchError(
+                f"{err}. The builder arguments {changed} change the architecture from the one the weights "
+                "were made for"
+            ) from None
     if num_classes is not None and classifier(model)[1].out_features != num_classes:
         reset_classifier(model, num_classes)
     if config.continual and "pool_window" in kwargs:  # the config describes the model as built
         config = dataclasses.replace(config, frames=int(kwargs["pool_window"]))
+    if pretrained or num_classes is not None:
+        outputs = classifier(model)[1].out_features  # a checkpoint's or the caller's class count
+        if outputs != config.num_classes:
+            config = dataclasses.replace(config, num_classes=outputs)
     model.cozoo_config = config  # type: ignore[attr-defined]
     return model
 

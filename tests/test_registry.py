@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -37,10 +39,20 @@ def test_list_models_wildcard(tiny_registered):
     assert registry.list_models("X3D_S*") == registry.list_models("x3d_s*") == ["x3d_s"]
 
 
-def test_create_model_refuses_no_classes(tiny_registered):
-    for bad in (0, -1):
-        with pytest.raises(ValueError, match=f"num_classes must be at least 1, got {bad}"):
+def test_create_model_refuses_bad_class_counts_and_pretrained_values(tiny_registered):
+    for bad in (0, -1, 1.5, "10", True):
+        with pytest.raises(ValueError, match=f"num_classes must be a whole number .*, got {bad!r}"):
             registry.create_model("_tiny_test_model", num_classes=bad)
+    for bad in (1, "", 2.0):
+        message = f"must be True/False or a checkpoint path, got {bad!r}"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            registry.create_model("_tiny_test_model", pretrained=bad)
+
+
+def test_config_reports_the_class_count_built(tiny_registered):
+    model = registry.create_model("_tiny_test_model", num_classes=3)
+    assert model[2].out_features == model.cozoo_config.num_classes == 3
+    assert registry.get_config("_tiny_test_model").num_classes == 7
 
 
 def test_continual_config_reports_the_pool_window_built():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -91,9 +92,9 @@ def server() -> Iterator[Server]:
         yield srv
 
 
-def _tiny_builder(num_classes: int = 5) -> nn.Module:
-    return nn.Sequential(nn.Conv3d(3, 4, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten(1),
-                         nn.Linear(4, num_classes))
+def _tiny_builder(num_classes: int = 5, width: int = 4) -> nn.Module:
+    return nn.Sequential(nn.Conv3d(3, width, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten(1),
+                         nn.Linear(width, num_classes))
 
 
 def _official_state(seed: int) -> dict[str, torch.Tensor]:
@@ -371,12 +372,52 @@ def test_import_verifies_and_converts(env, server, tmp_path, monkeypatch):
     assert _cache_files(cache) == []
     good = tmp_path / "copied-by-hand.pyth"
     good.write_bytes(_pyth_bytes(_official_state(seed=17)))
-    import_checkpoint(NAME, good)
+    with pytest.warns(UserWarning, match="imported copied-by-hand.pyth as '_wtest_tiny', whose published "
+                      "file is TINY.pyth"):
+        import_checkpoint(NAME, good)
     assert _cache_files(cache) == ["TINY.pyth", f"{NAME}.safetensors"]
     model = registry.create_model(NAME, pretrained=True).eval()
     with torch.no_grad():
         assert torch.equal(model(_clip()), _reference_output(seed=17))
     assert server.requests == []
+
+
+def test_import_refuses_a_safetensors_file_and_a_malformed_pin(env, tmp_path):
+    converted = tmp_path / "x.safetensors"
+    converted.write_bytes(b"whatever")
+    with pytest.raises(WeightsFormatError, match="is a safetensors file: `weights import` takes the"):
+        import_checkpoint(NAME, converted)
+    with pytest.raises(ValueError, match="64 hexadecimal digits, got 'nothex'"):
+        import_checkpoint(NAME, converted, sha256="nothex")
+    with pytest.raises(ValueError, match="64 hexadecimal digits"):
+        fetch(NAME, progress=False, sha256="ab" * 31)
+
+
+def test_a_download_is_kept_when_the_callers_architecture_does_not_fit_it(env, server):
+    cache, _ = env
+    server.files["/TINY.pyth"] = _pyth_bytes(_official_state(seed=19))
+    with pytest.raises(CheckpointMismatchError, match=r"builder arguments \{'width': 6\} change the"):
+        registry.create_model(NAME, pretrained=True, width=6)
+    assert _cache_files(cache) == ["TINY.pyth", f"{NAME}.safetensors"]  # verified and converted: kept
+    model = registry.create_model(NAME, pretrained=True).eval()
+    assert server.gets() == 1
+    with torch.no_grad():
+        assert torch.equal(model(_clip()), _reference_output(seed=19))
+
+
+def test_leftovers_of_killed_downloads_are_removed_once_stale(env, server):
+    cache, _ = env
+    cache.mkdir(parents=True)
+    old_partial, fresh_partial = cache / ".TINY.pyth.abc.partial", cache / ".TINY.pyth.def.partial"
+    old_staging = cache / ".hf-xyz"
+    (old_staging / "deep").mkdir(parents=True)
+    for path in (old_partial, fresh_partial, old_staging / "deep" / "f.incomplete"):
+        path.write_bytes(b"x")
+    for path in (old_partial, old_staging, old_staging / "deep", old_staging / "deep" / "f.incomplete"):
+        os.utime(path, (1.0, 1.0))
+    server.files["/TINY.pyth"] = _pyth_bytes(_official_state(seed=20))
+    fetch(NAME, progress=False)
+    assert _cache_files(cache) == [fresh_partial.name, "TINY.pyth", f"{NAME}.safetensors"]
 
 
 def test_pretrained_path_official_and_native_layouts(env, tmp_path):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import torch
 
 import cozoo
 from cozoo import registry
@@ -168,3 +169,14 @@ def test_manifest_override_and_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("COZOO_MANIFEST", str(tmp_path / "missing.json"))
     with pytest.raises(ManifestError, match="cannot be read"):
         manifest_entry("x3d_xs")
+
+
+def test_renamed_checkpoints_get_batchnorm_counters_they_lack() -> None:
+    from cozoo.weights.converters.keys import map_keys
+
+    state = {"bn.running_mean": torch.zeros(2), "bn.running_var": torch.ones(2), "fc.weight": torch.ones(1)}
+    out = map_keys(state, lambda key: f"m.{key}", "test")
+    assert set(out) == {f"m.{k}" for k in state} | {"m.bn.num_batches_tracked"}
+    assert out["m.bn.num_batches_tracked"].dtype == torch.long
+    counted = map_keys({**state, "bn.num_batches_tracked": torch.tensor(7)}, lambda key: key, "test")
+    assert int(counted["bn.num_batches_tracked"]) == 7  # present ones are kept

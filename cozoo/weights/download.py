@@ -19,6 +19,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -215,10 +216,35 @@ def import_hint(entry: dict[str, Any]) -> str:
             f"(or pass create_model({name!r}, pretrained='/path/to/{filename}'))")
 
 
+#: A partial download untouched for this long is a leftover of a killed process (SIGKILL, power loss).
+STALE_PARTIAL_S = 3600.0
+
+
+def remove_stale_partials(directory: Path, max_age_s: float = STALE_PARTIAL_S) -> list[Path]:
+    """Delete partial files and Hugging Face staging folders in ``directory`` that nothing has written to
+    for ``max_age_s`` (downloads in progress keep writing, so they stay); returns what was removed."""
+    if not directory.is_dir():
+        return []
+    cutoff, removed = time.time() - max_age_s, []
+    for path in directory.iterdir():
+        if not (path.name.endswith(".partial") or path.name.startswith(".hf-")):
+            continue
+        try:
+            files = [path] if path.is_file() else [path, *path.rglob("*")]
+            if max(f.stat().st_mtime for f in files) < cutoff:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                removed.append(path)
+        except OSError:  # removed meanwhile by another process, or not ours to remove
+            continue
+    return removed
+
+
 def acquire(entry: dict[str, Any], url: str | None = None, progress: bool = True) -> PartialFile:
-    """Download the entry's checkpoint into a partial file in its cache directory (not yet verified)."""
+    """Download the entry's checkpoint into a partial file in its cache directory (not yet verified).
+    Stale leftovers of killed downloads there are removed first."""
     filename = entry["source"]["filename"]
     directory = weights_dir(entry["name"])
+    remove_stale_partials(directory)
     http_url = resolve_url(entry, url)
     hf = entry["source"].get("hf")
     where = http_url or (f"Hugging Face repo {hf['repo_id']}" if hf else None)

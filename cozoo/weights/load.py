@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -155,14 +156,13 @@ def cached_metadata(entry: dict[str, Any]) -> dict[str, str] | None:
     return meta
 
 
-def _install(entry: dict[str, Any], partial: PartialFile, model: nn.Module | None, keep_source: bool,
-             what: str) -> Path:
-    """Convert a verified file, check it fits the model, and move it and its conversion into the cache."""
+def _install(entry: dict[str, Any], partial: PartialFile, keep_source: bool, what: str) -> Path:
+    """Convert a verified file, check it fits the model it was published for (as registered, whatever
+    the caller builds), and move it and its conversion into the cache."""
     name = entry["name"]
     config = get_config(name)
     state_dict, _ = read_checkpoint(partial.path, entry["format"], what)
-    if model is None:
-        model = config.builder(num_classes=config.num_classes, **config.builder_kwargs)
+    model = config.builder(num_classes=config.num_classes, **config.builder_kwargs)
     converted = fit_state_dict(model, config, state_dict, entry["format"])
     target = converted_path(name)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
@@ -181,8 +181,9 @@ def _install(entry: dict[str, Any], partial: PartialFile, model: nn.Module | Non
 
 
 def _ensure_cached(name: str, url: str | None = None, force: bool = False, progress: bool = True,
-                   sha256: str | None = None, model: nn.Module | None = None) -> Path:
+                   sha256: str | None = None) -> Path:
     entry = require_entry(name)
+    sha256 = _valid_sha256(sha256)
     meta = None if force else cached_metadata(entry)
     if meta is not None:
         _check_pinned(entry, meta["source_sha256"], sha256, "the cached checkpoint")
@@ -194,16 +195,25 @@ def _ensure_cached(name: str, url: str | None = None, force: bool = False, progr
         try:
             verify_hash(entry, digest, str(source))
             partial = PartialFile(source, digest, size)
-            return _install(entry, partial, model, keep_source=False, what=str(source))
+            return _install(entry, partial, keep_source=False, what=str(source))
         except WeightsError:
             source.unlink()  # damaged or wrong: fetch a fresh copy below
     partial = acquire(entry, url=url, progress=progress)
     what = f"the downloaded {entry['source']['filename']}"
     try:
         verify_hash(entry, partial.sha256, what, expected=sha256)
-        return _install(entry, partial, model, keep_source=True, what=what)
+        return _install(entry, partial, keep_source=True, what=what)
     finally:
         partial.path.unlink(missing_ok=True)
+
+
+def _valid_sha256(sha256: str | None) -> str | None:
+    """``sha256`` lower-cased, or an error if it is not 64 hexadecimal digits."""
+    if sha256 is None:
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise ValueError(f"a sha256 is 64 hexadecimal digits, got {sha256!r}")
+    return sha256.lower()
 
 
 def _check_pinned(entry: dict[str, Any], digest: str, pinned: str | None, what: str) -> None:
@@ -228,12 +238,24 @@ def import_checkpoint(name: str, path: str | Path, sha256: str | None = None) ->
     """Verify and convert a checkpoint file copied by hand (air-gapped machines); returns the converted
     file's path."""
     entry = require_entry(name)
-    partial = copy_local(Path(path).expanduser(), weights_dir(entry["name"]), entry["source"]["filename"])
+    sha256 = _valid_sha256(sha256)
+    source, published = Path(path).expanduser(), entry["source"]["filename"]
+    if source.suffix == ".safetensors":
+        raise WeightsFormatError(
+            f"{path} is a safetensors file: `weights import` takes the published checkpoint ({published}); "
+            f"load a state dict in cozoo's layout with create_model({name!r}, pretrained={str(path)!r})"
+        )
+    partial = copy_local(source, weights_dir(entry["name"]), published)
     try:
         verify_hash(entry, partial.sha256, str(path), expected=sha256)
-        return _install(entry, partial, None, keep_source=True, what=str(path))
+        installed = _install(entry, partial, keep_source=True, what=str(path))
     finally:
         partial.path.unlink(missing_ok=True)
+    if source.name != published:
+        warnings.warn(f"imported {source.name} as {name!r}, whose published file is {published}: make sure "
+                      "it is that checkpoint (files of same-shaped models, e.g. X3D-S and X3D-M, load into "
+                      "each other)", stacklevel=2)
+    return installed
 
 
 def load_pretrained(model: nn.Module, config: ModelConfig, path: str | None) -> None:
@@ -245,7 +267,7 @@ def load_pretrained(model: nn.Module, config: ModelConfig, path: str | None) -> 
     (`create_model` then resets it if other classes are asked for).
     """
     if path is None:
-        converted = _ensure_cached(config.name, model=model)
+        converted = _ensure_cached(config.name)
         load_state_dict_strict(model, load_file(str(converted)))
         return
     file = Path(path).expanduser()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+import torch
+
 from cozoo.weights.converters import CheckpointMismatchError, StateDict
 
 #: The parameter and buffer names of a BatchNorm layer, as a regex group.
@@ -23,7 +25,8 @@ def rename(key: str, rules: Rules) -> str | None:
 
 
 def map_keys(state_dict: StateDict, convert_key: Callable[[str], str | None], what: str) -> StateDict:
-    """Rename every key with ``convert_key``; keys it maps to ``None`` raise `CheckpointMismatchError`."""
+    """Rename every key with ``convert_key``; keys it maps to ``None`` raise `CheckpointMismatchError`.
+    BatchNorm counters (``num_batches_tracked``) that a checkpoint leaves out are set to 0."""
     out: StateDict = {}
     unknown = []
     for key, value in state_dict.items():
@@ -36,4 +39,7 @@ def map_keys(state_dict: StateDict, convert_key: Callable[[str], str | None], wh
         raise CheckpointMismatchError(
             f"unexpected keys for a {what} checkpoint ({len(unknown)}): {', '.join(sorted(unknown)[:20])}"
         )
+    for key in [k for k in out if k.endswith(".running_mean")]:
+        counter = key.replace(".running_mean", ".num_batches_tracked")
+        out.setdefault(counter, torch.tensor(0, dtype=torch.long))
     return out

@@ -8,8 +8,6 @@ parameters and is not part of the cozoo model, which returns logits.
 
 from __future__ import annotations
 
-import torch
-
 from cozoo.weights.converters import StateDict, register_converter
 from cozoo.weights.converters.keys import BN, Rules, map_keys, rename
 
@@ -37,8 +35,4 @@ _RULES: Rules = (
 @register_converter("pytorchvideo", "x3d")
 def convert_pytorchvideo_x3d(state_dict: StateDict) -> StateDict:
     """Rename every key (unknown keys raise); BatchNorm counters missing from a checkpoint are set to 0."""
-    out = map_keys(state_dict, lambda key: rename(key, _RULES), "PyTorchVideo X3D")
-    for key in [k for k in out if k.endswith(".running_mean")]:
-        counter = key.replace(".running_mean", ".num_batches_tracked")
-        out.setdefault(counter, torch.tensor(0, dtype=torch.long))
-    return out
+    return map_keys(state_dict, lambda key: rename(key, _RULES), "PyTorchVideo X3D")
