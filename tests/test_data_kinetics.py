@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from cozoo.data import kinetics
 from cozoo.data.kinetics import (
     AnnotationError,
     CorruptVideoWarning,
@@ -23,6 +24,7 @@ from cozoo.data.kinetics import (
 from cozoo.data.samplers import RandomClipSampler, UniformClipSampler
 from cozoo.data.synthetic import generate_synthetic_dataset
 from cozoo.data.transforms import eval_transform
+from cozoo.data.video import probe_video, read_frames
 
 CLASSES = ("moving_left", "moving_right", "growing")
 MEAN, STD = (0.45,) * 3, (0.225,) * 3
@@ -159,7 +161,7 @@ def test_dataset_items_and_labels(synthetic):
                                                                                           "moving_right": 1})
 
 
-def test_views_for_multi_clip_three_crop_testing(synthetic):
+def test_views_for_multi_clip_three_crop_testing(synthetic, monkeypatch):
     records = read_annotations(synthetic.val_csv)
     transform = eval_transform(crop=32, mean=MEAN, std=STD, num_crops=3)
     dataset = KineticsDataset(records, synthetic.video_root, UniformClipSampler(4, 2, 2), transform,
@@ -170,6 +172,16 @@ def test_views_for_multi_clip_three_crop_testing(synthetic):
     assert clip.shape == (3, 4, 32, 32) and video == 1 and label == dataset.label_map[records[1].label]
     with pytest.raises(IndexError):
         dataset.view(18)
+    # Every view of a video comes from one decoding pass, equal to decoding its clip on its own.
+    calls = []
+    original = kinetics.read_frames
+    monkeypatch.setattr(kinetics, "read_frames", lambda *a: calls.append(a) or original(*a))
+    views = [dataset[i] for i in range(len(dataset))]
+    assert len(calls) == 3
+    path = dataset.videos[1][1]
+    for clip_index in range(2):
+        alone = transform(read_frames(path, dataset.sampler(probe_video(path).num_frames, clip_index)), 1)
+        assert torch.equal(views[(1 * 2 + clip_index) * 3 + 1][0], alone)
 
 
 def test_missing_videos_one_summary_warning(copy):

@@ -80,6 +80,11 @@ def test_missing_videos_are_left_out_of_the_saved_subset_and_an_empty_set_is_nam
     with pytest.warns(MissingVideoWarning):
         finetune(_kinetics_config(tmp_path / "run", root))
     assert read_annotations(tmp_path / "run" / "subset.csv") == records[1:]
+    for record in records:  # every training video of one class gone: its output would stay untrained
+        if record.label == gone.label:
+            (root / "videos" / "train" / record.label / record.filename).unlink(missing_ok=True)
+    with pytest.warns(UserWarning, match=rf"no training video was found for class\(es\) \['{gone.label}'\]"):
+        finetune(_kinetics_config(tmp_path / "run1", root))
     shutil.rmtree(root / "videos" / "val")
     empty = "validation set: no usable videos"
     with pytest.warns(MissingVideoWarning), pytest.raises(RuntimeError, match=empty):

@@ -362,10 +362,25 @@ class KineticsDataset(Dataset):
         _, path = self.videos[video]
         if video not in self._num_frames:
             self._num_frames[video] = probe_video(path).num_frames
-        frames = read_frames(path, self.sampler(self._num_frames[video], clip))
+        frames = self._decode(video, path, self.sampler(self._num_frames[video], clip))
         if self.transform is None:
             return to_float_clip(frames)
         return self.transform(frames, crop) if self.num_crops > 1 else self.transform(frames)
+
+    def _decode(self, video: int, path: Path, indices: list[int]) -> torch.Tensor:
+        """The frames at ``indices``. With several views per video (test clips x crops), the frames of all
+        its views are decoded in one pass and kept until another video is asked for: consecutive items
+        are views of one video, so it is decoded once, not once per view."""
+        views = self.sampler.clips_per_video * self.num_crops
+        if isinstance(self.sampler, RandomClipSampler) or views == 1:
+            return read_frames(path, indices)
+        cached = self.__dict__.get("_decoded")
+        if cached is None or cached[0] != video:
+            count = self._num_frames[video]
+            wanted = sorted({i for c in range(self.sampler.clips_per_video) for i in self.sampler(count, c)})
+            frames = dict(zip(wanted, read_frames(path, wanted), strict=True))
+            cached = self.__dict__["_decoded"] = (video, frames)
+        return torch.stack([cached[1][i] for i in indices])
 
     def _report(self, video: int, err: Exception) -> None:
         if video not in self._bad:

@@ -117,6 +117,10 @@ def build_datasets(
                                 return_video_index=True, **common)  # type: ignore[arg-type]
     except RuntimeError as error:  # e.g. no usable videos: say which set
         raise RuntimeError(f"{split} set: {error}") from None
+    untrained = sorted(set(label_map) - {record.label for record, _ in train_set.videos})
+    if untrained:
+        warnings.warn(f"no training video was found for class(es) {untrained}: their outputs stay untrained",
+                      stacklevel=2)
     return train_set, val_set
 
 
@@ -138,7 +142,9 @@ class EpochSeeded(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derived_seed(self.seed, epoch, index))
+            # The CPU generator only (what the samplers and transforms draw from): torch.manual_seed would
+            # also reseed CUDA's, whose state fork_rng(devices=[]) does not restore.
+            torch.default_generator.manual_seed(derived_seed(self.seed, epoch, index))
             return self.dataset[index]
 
 
