@@ -16,6 +16,12 @@ def test_models_lists_continual_variants(capsys):
     assert "cox3d_s " in out and "cox3d_s_64" in out and "continual from x3d_s" in out
 
 
+def test_models_plain_word_matches_names_containing_it(capsys):
+    assert main(["models", "slowfast"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["coslowfast_r50", "coslowfast_r50_4x16", "slowfast_r50", "slowfast_r50_4x16"]
+
+
 def test_models_without_a_match_says_so(capsys):
     assert main(["models", "nope*"]) == 1
     assert "no model matches 'nope*'" in capsys.readouterr().err

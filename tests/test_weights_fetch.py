@@ -25,7 +25,7 @@ from cozoo.weights import converters
 from cozoo.weights.converters import CheckpointMismatchError
 from cozoo.weights.download import DownloadError, OfflineError, VerificationError
 from cozoo.weights.load import WeightsFormatError, fetch, import_checkpoint
-from cozoo.weights.manifest import has_pretrained, manifest_entry
+from cozoo.weights.manifest import ManifestError, has_pretrained, manifest_entry
 
 NAME = "_wtest_tiny"
 FAMILY = "_wtest"
@@ -52,6 +52,8 @@ class Server:
                     return
                 mode = server.modes.pop(self.path, "ok")  # a failure happens once, then the file is served
                 self.send_response(200)
+                if mode == "html":  # e.g. a login page served in place of the file
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
                 self.send_header("X-Repo-Commit", HF_COMMIT)
@@ -296,6 +298,20 @@ def test_checkpoint_with_code_is_refused(env, server):
     torch.save({"model_state": _official_state(seed=9), "extra": Server}, buf)
     server.files["/TINY.pyth"] = buf.getvalue()
     with pytest.raises(WeightsFormatError, match="weights_only=True"):
+        fetch(NAME, progress=False)
+
+
+def test_html_page_local_path_and_unsafe_file_name_are_refused(env, server):
+    cache, write = env
+    server.files["/TINY.pyth"] = _pyth_bytes(_official_state(seed=21))
+    server.modes["/TINY.pyth"] = "html"
+    with pytest.raises(DownloadError, match="serves an HTML page, not a checkpoint"):
+        fetch(NAME, progress=False)
+    with pytest.raises(DownloadError, match="cozoo weights import NAME PATH"):
+        fetch(NAME, url="/home/me/TINY.pyth", progress=False)
+    assert _cache_files(cache) == []
+    write(filename="../TINY.pyth")
+    with pytest.raises(ManifestError, match="source.filename must be a plain file name"):
         fetch(NAME, progress=False)
 
 

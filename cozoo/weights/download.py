@@ -156,17 +156,26 @@ def download_url(url: str, directory: Path, filename: str, progress: bool = True
     """Stream ``url`` into a partial file in ``directory``; a short body (vs. Content-Length) is an error."""
     from cozoo import __version__
 
-    request = urllib.request.Request(url, headers={"User-Agent": f"cozoo/{__version__}"})
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": f"cozoo/{__version__}"})
+    except ValueError as err:  # e.g. a local path: urllib wants a scheme
+        raise DownloadError(f"cannot download {url!r}: {err} (a file on this machine is imported with "
+                            "`cozoo weights import NAME PATH`)") from err
     with _partial(directory, filename) as (path, out):
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
+                html = response.headers.get("Content-Type", "").startswith("text/html")
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
-                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=filename,
-                          disable=not progress, file=sys.stderr) as bar:
-                    sha256, size = _copy_stream(response, out, bar)
+                if not html:
+                    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=filename,
+                              disable=not progress, file=sys.stderr) as bar:
+                        sha256, size = _copy_stream(response, out, bar)
         except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
             raise DownloadError(f"downloading {url} failed: {err}") from err
+        if html:
+            raise DownloadError(f"{url} serves an HTML page, not a checkpoint (a login or error page, or a "
+                                "link to a download page rather than to the file?)")
         if total is not None and size != total:
             raise DownloadError(
                 f"downloading {url} failed: the connection ended after {size} of {total} bytes; try again"

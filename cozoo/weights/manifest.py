@@ -67,6 +67,9 @@ def _check_entry(path: str, name: str, entry: Any) -> None:
         raise ManifestError(f"{where}: missing {', '.join(missing)}")
     if not isinstance(entry["source"], dict) or not entry["source"].get("filename"):
         raise ManifestError(f"{where}: source.filename is required")
+    filename = str(entry["source"]["filename"])
+    if "/" in filename or "\\" in filename or filename in (".", ".."):
+        raise ManifestError(f"{where}: source.filename must be a plain file name, got {filename!r}")
     policy = entry["hash"].get("policy") if isinstance(entry["hash"], dict) else None
     if policy not in HASH_POLICIES:
         raise ManifestError(f"{where}: hash.policy must be one of {', '.join(HASH_POLICIES)}, got {policy!r}")
