@@ -130,6 +130,7 @@ def test_cache_auto_picks_smaller_state():
         CoConv3d(nn.Conv3d(1, 1, 1), cache="middle")
 
 
+@torch.no_grad()  # inference: state buffers are updated in place (with autograd on, they are replaced)
 def test_long_stream_has_constant_state():
     torch.manual_seed(0)
     model = to_continual(nn.Sequential(nn.Conv3d(2, 3, (3, 1, 1)), nn.ReLU(), nn.Conv3d(3, 2, (2, 1, 1))))
