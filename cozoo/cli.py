@@ -7,6 +7,7 @@ import importlib
 import os
 import select
 import sys
+import warnings
 
 # Modules that define ``add_commands(subparsers)``; each registers one or more sub-commands.
 _COMMAND_MODULES = (
@@ -31,6 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(args.command)
+        return _run(args)
+
+
+def _warning_printer(command: str):  # noqa: ANN202 (the signature warnings.showwarning expects)
+    """Warnings as one line each, ``cozoo CMD: warning: ...``, rather than Python's source-line format."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        print(f"cozoo {command}: warning: {message}", file=sys.stderr if file is None else file)
+
+    return show
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit

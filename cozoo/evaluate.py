@@ -223,11 +223,9 @@ def _finetuning_recipe(ckpt: Checkpoint, regular_name: str) -> FinetuneConfig | 
 def _with_clip_settings(config: ModelConfig, recipe: FinetuneConfig) -> ModelConfig:
     """``config`` with the recipe's clip geometry and normalisation (what the model was fine-tuned on)."""
     clips = clip_settings(recipe.data, config)
-    short_side = recipe.data.test_short_side if recipe.data.test_short_side is not None else (
-        config.test_short_side if clips.test_crop == config.test_crop else None)
     return dataclasses.replace(
         config, frames=clips.frames, sampling_rate=clips.sampling_rate, train_crop=clips.train_crop,
-        test_crop=clips.test_crop, mean=clips.mean, std=clips.std, test_short_side=short_side,
+        test_crop=clips.test_crop, mean=clips.mean, std=clips.std, test_short_side=clips.test_short_side,
     )
 
 
@@ -355,7 +353,7 @@ def evaluated(
     keep = targets >= 0
     dropped = int((~keep).sum())
     if dropped:
-        warnings.warn(f"{what}: {dropped} video(s) left out, as none of their views could be decoded",
+        warnings.warn(f"{what}: {dropped} video(s) left out, as they failed to decode part-way",
                       CorruptVideoWarning, stacklevel=2)
     if not keep.any():
         raise RuntimeError(f"{what}: no video could be decoded")
@@ -523,7 +521,8 @@ def write_report(metrics: Mapping[str, Any], out_dir: PathLike) -> list[Path]:
 def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
     """A small table of the results, accuracies in percent."""
     skipped = [f"{metrics[key]} {what}" for key, what in (("missing_videos", "missing"),
-                                                          ("undecodable_videos", "undecodable"))
+                                                          ("undecodable_videos", "undecodable"),
+                                                          ("outside_classes_videos", "of other classes"))
                if metrics.get(key)]
     lines = [f"{metrics['model']}: {metrics['num_videos']} videos, {len(metrics['classes'])} classes"
              + (f" ({', '.join(skipped)} skipped)" if skipped else "")]
@@ -535,5 +534,7 @@ def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
         else:
             protocol = (f"continual, every {values['sampling_rate']} frame(s), pool window "
                         f"{values['pool_window']}, {values['padded_videos']} padded")
+        if values.get("undecodable_videos"):
+            protocol += f"; {values['num_videos']} videos ({values['undecodable_videos']} failed part-way)"
         lines.append(f"{result:12s} {100 * values['top1']:8.2f} {100 * values['top5']:8.2f}  {protocol}")
     return lines

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,9 +136,8 @@ def create_model(
     Extra keyword arguments go to the builder (e.g. ``pool_window=64`` for continual variants).
     """
     config = get_config(name)
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                    or num_classes < 1):
-        raise ValueError(f"num_classes must be a whole number of at least 1, got {num_classes!r}")
+    num_classes = _class_count(num_classes)
+    pretrained = False if pretrained is None else pretrained
     path_like = isinstance(pretrained, str | os.PathLike) and os.fspath(pretrained) != ""
     if not isinstance(pretrained, bool) and not path_like:
         raise ValueError(f"pretrained must be True/False or a checkpoint path, got {pretrained!r}")
@@ -167,6 +167,19 @@ def create_model(
             config = dataclasses.replace(config, num_classes=outputs)
     model.cozoo_config = config  # type: ignore[attr-defined]
     return model
+
+
+def _class_count(num_classes: object) -> int | None:
+    """``num_classes`` as an int (any integer type, e.g. numpy's), or an error naming the value."""
+    if num_classes is None:
+        return None
+    try:
+        count = None if isinstance(num_classes, bool) else operator.index(num_classes)  # type: ignore[arg-type]
+    except TypeError:
+        count = None
+    if count is None or count < 1:
+        raise ValueError(f"num_classes must be a whole number of at least 1, got {num_classes!r}")
+    return count
 
 
 def classifier(model: nn.Module) -> tuple[str, nn.Linear]:

@@ -2,14 +2,15 @@
 transform does, step a continual model and get a prediction per frame; plot probabilities over time.
 
 Each frame goes through the model's test transform on its own (`FrameTransform`: short side resized to
-the test crop, centre crop, /255, normalised with the config's mean and std), which gives exactly that
-frame of the transformed clip. With ``sampling_rate`` r the model sees video frames 0, r, 2r, ..., the
-spacing of the frames in its training clips.
+the config's test short side (default the test crop), centre crop, /255, normalised with the config's mean
+and std), which gives exactly that frame of the transformed clip. With ``sampling_rate`` r the model sees
+video frames 0, r, 2r, ..., the spacing of the frames in its training clips.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,9 @@ import torch
 from torch import nn
 
 from cozoo.continual.stream import Stream
+from cozoo.data.kinetics import CorruptVideoWarning
 from cozoo.data.transforms import VideoTransform, eval_transform
-from cozoo.data.video import PathLike, VideoDecodeError, iter_frames
+from cozoo.data.video import FRAME_COUNT_SLACK, PathLike, VideoDecodeError, iter_frames, probe_video
 from cozoo.registry import ModelConfig
 
 if TYPE_CHECKING:
@@ -160,12 +162,16 @@ def stream_video(streamer: VideoStreamer, path: PathLike) -> Iterator[FramePredi
     """Decode ``path`` frame by frame through ``streamer`` (reset first), yielding predictions as they come.
 
     A missing file raises ``FileNotFoundError``; an unreadable one, or one without frames,
-    ``VideoDecodeError``.
+    ``VideoDecodeError``; one that ends well before the frame count it declares, a `CorruptVideoWarning`.
     """
+    declared = probe_video(path).num_frames
     streamer.reset()
     yield from streamer.feed(iter_frames(path))
     if streamer.frames_read == 0:
         raise VideoDecodeError(path, "no frame could be decoded")
+    if streamer.frames_read + FRAME_COUNT_SLACK < declared:
+        warnings.warn(f"{os.fspath(path)!r}: decoding ended after {streamer.frames_read} of the {declared} "
+                      "frames the file declares (truncated?)", CorruptVideoWarning, stacklevel=2)
 
 
 def plot_probabilities(

@@ -1,5 +1,5 @@
 """Shared test helpers: non-trivial normalisation so equivalence checks mean something, and a local
-HTTP server for the download tests."""
+HTTP server for the download tests, and a video that still opens when cut short."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from socketserver import BaseRequestHandler
 
+import av
+import numpy as np
 import torch
 from torch import nn
 
@@ -54,3 +57,28 @@ def serve_http(handler: Callable[..., BaseRequestHandler]) -> Iterator[Threading
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+def faststart_video(path: Path, frames: int = 12) -> Path:
+    """An MP4 of noise whose index (moov) precedes the data: cut short, it still opens and declares
+    ``frames``. The same bytes on every run (single-threaded x264 without mbtree), so damage lands alike."""
+    images = np.random.default_rng(0).integers(0, 256, (frames, 32, 48, 3), dtype=np.uint8)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "mbtree=0"}
+        stream.codec_context.thread_count = 1
+        for image in images:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def garbled_video(path: Path) -> Path:
+    """A 12-frame MP4 whose frame 0 decodes but whose decoding fails part-way: the second half of the file
+    overwritten with noise (same length, so the container still declares 12 frames)."""
+    data = bytearray(faststart_video(path).read_bytes())
+    start, end = len(data) // 2, len(data) - 16
+    data[start:end] = np.random.default_rng(1).bytes(end - start)
+    path.write_bytes(bytes(data))
+    return path

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+import cozoo
 from cozoo import fuse_conv_bn
 from cozoo.continual import CoGlobalAvgPool3d, StreamError, configure_pool_window, to_continual
 
@@ -28,10 +29,16 @@ def _chain(cache: str = "auto") -> nn.Module:
     return to_continual(source.eval(), pool_window=3, cache=cache).double()
 
 
-@pytest.mark.parametrize("cache", ["pre", "post"])
+def _lstm_net() -> nn.Module:
+    torch.manual_seed(0)
+    return cozoo.create_model("cnn_lstm", num_classes=3, widths=(4, 8), hidden_size=6).double().eval()
+
+
+@pytest.mark.parametrize("cache", ["pre", "post", "lstm"])
 def test_gradients_through_steps_equal_clip_gradients(cache: str) -> None:
-    co = _chain(cache)
-    x = torch.randn(1, 2, 9, 4, 4, dtype=torch.float64)
+    co = to_continual(_lstm_net()) if cache == "lstm" else _chain(cache)
+    x = torch.randn(1, 3, 5, 16, 16) if cache == "lstm" else torch.randn(1, 2, 9, 4, 4)
+    x = x.double()
     co(x).sum().backward()
     clip_grads = [p.grad.clone() for p in co.parameters()]
     co.zero_grad()
@@ -128,9 +135,8 @@ def test_weight_layout_cached_in_inference_mode_is_usable_with_autograd() -> Non
     co = _chain("post").requires_grad_(False)
     x = torch.randn(1, 2, 8, 4, 4, dtype=torch.float64)
     with torch.inference_mode():
-        co.forward_steps(x)
-    co.reset()
-    frames = x.clone().requires_grad_(True)
+        co[0]._derived_weight("post")  # cached as an inference tensor
+    frames = x.clone().requires_grad_(True)  # same stream, no reset: the cache is still there
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         co.forward_steps(frames).sum().backward()
@@ -170,6 +176,17 @@ def test_frame_rank_is_checked_behind_leading_per_frame_layers() -> None:
     co = to_continual(nn.Sequential(nn.BatchNorm3d(2), nn.Conv3d(2, 2, (2, 1, 1)))).eval()
     with pytest.raises(StreamError, match=r"\(N, C, H, W\)"):
         co.forward_step(torch.randn(1, 2, 3, 4, 4))
+
+
+def test_stream_follows_a_pool_window_changed_mid_stream() -> None:
+    co = _chain().float().eval()
+    stream = co.stream()
+    with torch.no_grad():
+        for _ in range(4):
+            stream.push(torch.randn(1, 2, 4, 4))
+        configure_pool_window(co, 6)  # resets the model: the stream starts over with the new schedule
+        first = next(p for p in (stream.push(torch.randn(1, 2, 4, 4)) for _ in range(20)) if p is not None)
+    assert (first.frame_index, first.centre_frame) == (co.first_output, co.first_output - co.delay)
 
 
 def test_stream_refuses_a_model_switched_to_training_mid_stream() -> None:

@@ -217,5 +217,9 @@ def test_shift_in_drops_the_oldest_entry_and_appends_the_frame(shape):
     buffer = torch.randn(shape)
     frame = torch.randn(shape[:2] + shape[3:])
     expected = torch.cat((buffer[:, :, 1:], frame.unsqueeze(2)), dim=2)
-    shift_in(buffer, frame)
+    kept = buffer.clone()
+    shifted = shift_in(buffer, frame)  # gradients on: a new tensor, the buffer untouched
+    assert torch.equal(shifted, expected) and torch.equal(buffer, kept) and shifted is not buffer
+    with torch.no_grad():
+        assert shift_in(buffer, frame) is buffer  # inference: in place
     assert torch.equal(buffer, expected)

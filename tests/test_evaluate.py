@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
-import av
 import matplotlib.image
-import numpy as np
 import pytest
 import torch
+from helpers import faststart_video, garbled_video
 from torch import nn
 
 import cozoo
@@ -29,6 +29,7 @@ from cozoo.evaluate import (
     plot_confusion_matrix,
     predict_streams,
     predict_videos,
+    summary_lines,
     topk_accuracy,
 )
 from cozoo.registry import get_config
@@ -338,33 +339,29 @@ def test_cli_eval_errors(data: SyntheticPaths, checkpoint: Path, tmp_path: Path,
     assert "no videos in" in capsys.readouterr().err
 
 
-def _faststart_video(path: Path, frames: int = 12) -> Path:
-    """An MP4 whose index (moov) precedes the data: cut short, it still opens and declares ``frames``."""
-    images = np.random.default_rng(0).integers(0, 256, (frames, 32, 48, 3), dtype=np.uint8)
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
-        for image in images:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
-def test_a_video_truncated_part_way_is_left_out_not_replaced(data: SyntheticPaths, tmp_path: Path) -> None:
+def test_a_short_video_is_sampled_within_what_decodes_and_a_broken_one_left_out(
+    data: SyntheticPaths, tmp_path: Path
+) -> None:
     root = tmp_path / "videos"
     shutil.copytree(data.video_root, root)
-    whole = _faststart_video(tmp_path / "whole.mp4").read_bytes()
+    whole = faststart_video(tmp_path / "whole.mp4").read_bytes()
     (root / "cut_000000_000001.mp4").write_bytes(whole[: len(whole) // 2])  # 3 of its 12 frames decode
+    garbled_video(root / "garbled_000000_000001.mp4")  # fails to decode part-way: not replaced, left out
     csv = tmp_path / "val.csv"
-    csv.write_text(data.val_csv.read_text() + "growing,cut,0,1,val\n")
-    logits = [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
-    with pytest.warns(UserWarning, match="1 video"):
+    csv.write_text(data.val_csv.read_text() + "growing,cut,0,1,val\nshrinking,garbled,0,1,val\n")
+    logits = [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]  # always 'growing'
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         metrics = evaluate(_loaded(_constant_model(logits)), csv, root, split="val",
                            modes=("clip", "multiview"), num_clips=2, crop=CROP)
-    assert metrics["num_videos"] == 13  # frame 0 decodes, so the probe keeps it
+    messages = [str(w.message) for w in caught]
+    assert any("decodes 3 of the 12 frames it declares" in m for m in messages)
+    assert any("1 video(s) left out, as they failed to decode part-way" in m for m in messages)
+    assert summary_lines(metrics)[2].endswith("; 13 videos (1 failed part-way)")
+    assert metrics["num_videos"] == 14  # frame 0 of both decodes, so the probe keeps them
     for result in metrics["results"].values():
-        assert result["num_videos"] == 12 and result["undecodable_videos"] == 1
-        assert result["top1"] == pytest.approx(2 / 12)  # the 12 intact videos, scored as before
+        assert result["num_videos"] == 13 and result["undecodable_videos"] == 1
+        assert result["top1"] == pytest.approx(3 / 13)  # 2 + the cut 'growing' video
 
 
 def test_videos_of_classes_the_model_lacks_are_left_out_with_a_warning(data: SyntheticPaths) -> None:

@@ -1,5 +1,6 @@
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -50,7 +51,7 @@ def test_create_model_refuses_bad_class_counts_and_pretrained_values(tiny_regist
 
 
 def test_config_reports_the_class_count_built(tiny_registered):
-    model = registry.create_model("_tiny_test_model", num_classes=3)
+    model = registry.create_model("_tiny_test_model", num_classes=np.int64(3), pretrained=None)
     assert model[2].out_features == model.cozoo_config.num_classes == 3
     assert registry.get_config("_tiny_test_model").num_classes == 7
 

@@ -7,12 +7,13 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import torch
+from helpers import faststart_video
 
 import cozoo
 from cozoo.cli import main
 from cozoo.continual import to_continual
 from cozoo.data import eval_transform, read_frames, train_transform, write_synthetic_stream
-from cozoo.data.kinetics import save_label_map
+from cozoo.data.kinetics import CorruptVideoWarning, save_label_map
 from cozoo.data.video import VideoDecodeError
 from cozoo.registry import get_config
 from cozoo.streaming import FrameTransform, VideoStreamer, frame_transform, plot_probabilities, stream_video
@@ -117,6 +118,11 @@ def test_stream_video_errors(tmp_path: Path) -> None:
         list(stream_video(streamer, bad))
     with pytest.raises(ValueError, match="sampling_rate"):
         VideoStreamer(streamer.model, streamer.transform, sampling_rate=0)
+    whole = faststart_video(tmp_path / "whole.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.warns(CorruptVideoWarning, match="decoding ended after 3 of the 12 frames the file declares"):
+        list(stream_video(streamer, cut))
 
 
 def test_plot_probabilities_writes_a_png(video: tuple[Path, list[str]], tmp_path: Path) -> None:
@@ -206,9 +212,15 @@ def test_cli_stream_errors(
         "frames (8 steps). Pass --pad" in capsys.readouterr().err
     assert main(["stream", str(video[0]), "--model", "colate_fusion", "--crop", str(CROP),
                  "--sampling-rate", "4", "--pad"]) == 0
-    padded = [line for line in capsys.readouterr().out.splitlines() if line.startswith("frame ")]
+    out = capsys.readouterr().out.splitlines()
+    assert "shorter videos are padded with their last frame" in out[0]
+    padded = [line for line in out if line.startswith("frame ")]
     assert len(padded) == 1 and padded[0].endswith("[after 3 repeats of the last frame]")
     assert main(["stream", str(video[0]), *common, "--plot", str(tmp_path)]) == 2
     assert "is a directory; give a PNG file name" in capsys.readouterr().err
+    whole = faststart_video(tmp_path / "whole.mp4", frames=40).read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(whole[: len(whole) // 2])
+    assert main(["stream", str(tmp_path / "cut.mp4"), *common]) == 0
+    assert "cozoo stream: warning: " in capsys.readouterr().err  # one line, not Python's warning format
     assert main(["stream", str(video[0]), *common, "--cuda-graphs"]) == 2
     assert "--cuda-graphs needs a CUDA device (--device cuda), got --device cpu" in capsys.readouterr().err

@@ -135,8 +135,9 @@ def test_config_errors_name_the_key(tmp_path):
                          ["optim.lr=0.5", "data.classes=[a, b]"])
     assert recipe.model.pretrained is True and recipe.optim.lr == 0.5 and recipe.data.classes == ["a", "b"]
     assert load_config("configs/finetune/synthetic_x3d.yaml", ["optim.lr=1e-3"]).optim.lr == 0.001  # YAML 1.1
-    with pytest.raises(ConfigError, match="optim.lr must be float, got 'fast'"):
-        load_config("configs/finetune/synthetic_x3d.yaml", ["optim.lr=fast"])
+    for text in ("fast", "inf", "nan"):
+        with pytest.raises(ConfigError, match=f"optim.lr must be float, got '{text}'"):
+            load_config("configs/finetune/synthetic_x3d.yaml", [f"optim.lr={text}"])
     with pytest.raises(ConfigError, match="not of the form"):
         load_config("configs/finetune/synthetic_x3d.yaml", ["epochs"])
 

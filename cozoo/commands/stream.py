@@ -61,9 +61,11 @@ def _stream(args: argparse.Namespace) -> int:
     names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
     needed = streamer.first_output * rate + 1
     stride = int(continual.stride)
+    short_videos = ("shorter videos are padded with their last frame" if args.pad
+                    else "shorter videos give none without --pad")
     print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, every {rate} frame(s) of "
           f"the video; first prediction after {streamer.first_output + 1} model steps (video frame "
-          f"{needed - 1}: shorter videos give none{'' if args.pad else ' without --pad'})"
+          f"{needed - 1}: {short_videos})"
           f"{f', then one every {stride * rate} video frames' if stride > 1 else ''}; each prediction is "
           f"centred {streamer.delay * rate} video frames back"
           f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"

@@ -28,7 +28,7 @@ class CoFrameLSTM(ContinualModule, FrameLSTM):
     def _step(self, frame: torch.Tensor) -> torch.Tensor:
         state = self.__dict__.get("_hc")
         out, (h, c) = self.lstm(frame.flatten(1).unsqueeze(1), state)
-        if state is None:
+        if state is None or torch.is_grad_enabled():  # autograd saved the old state: replace, not overwrite
             self.__dict__["_hc"] = (h, c)
         else:
             state[0].copy_(h)

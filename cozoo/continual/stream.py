@@ -56,8 +56,8 @@ class Stream:
     def push(self, frame: torch.Tensor) -> Prediction | None:
         if self.model.training:
             raise ValueError("model was switched to training mode mid-stream: call model.eval() to stream")
-        if self.frames_seen and not self.model.in_stream:  # the model was reset directly: a new stream
-            self.frames_seen, self._stepper = 0, None
+        if not self.model.in_stream:  # first frame, or the model was reset (e.g. a new pool window)
+            self.reset()  # reads the schedule as it is now
         if self.cuda_graphs:
             if self._stepper is None:
                 self._stepper = CudaGraphStepper(self.model, frame)

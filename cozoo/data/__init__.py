@@ -27,7 +27,15 @@ from cozoo.data.synthetic import (
     write_synthetic_video,
 )
 from cozoo.data.transforms import VideoTransform, eval_transform, train_transform
-from cozoo.data.video import VideoDecodeError, VideoInfo, iter_frames, probe_video, read_frames, write_video
+from cozoo.data.video import (
+    VideoDecodeError,
+    VideoEndedEarly,
+    VideoInfo,
+    iter_frames,
+    probe_video,
+    read_frames,
+    write_video,
+)
 
 __all__ = [
     "DEFAULT_CLASSES",
@@ -39,6 +47,7 @@ __all__ = [
     "RandomClipSampler",
     "UniformClipSampler",
     "VideoDecodeError",
+    "VideoEndedEarly",
     "VideoInfo",
     "VideoRecord",
     "VideoTransform",

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from cozoo.data.samplers import ClipSampler, RandomClipSampler
 from cozoo.data.transforms import to_float_clip
-from cozoo.data.video import PathLike, VideoDecodeError, probe_video, read_frames
+from cozoo.data.video import PathLike, VideoDecodeError, VideoEndedEarly, probe_video, read_frames
 
 REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
@@ -272,6 +272,10 @@ def save_subset(
     return csv_path, save_label_map(run_dir / "label_map.json", label_map)
 
 
+#: Decoded frames a test dataset keeps to cut all views of one video from one decoding pass.
+MULTIVIEW_CACHE_BYTES = 256 * 2**20
+
+
 class KineticsDataset(Dataset):
     """Clips of Kinetics-layout videos: item ``i`` is ``(clip, label)``, clip a float ``(3, T, H, W)`` tensor.
 
@@ -322,6 +326,7 @@ class KineticsDataset(Dataset):
             )
         self.corrupt: list[str] = []
         self._num_frames: dict[int, int] = {}
+        self._frame_bytes: dict[int, int] = {}  # of one decoded RGB frame
         self._bad: set[int] = set()
         if probe:
             self._probe_all()
@@ -339,6 +344,7 @@ class KineticsDataset(Dataset):
                 warnings.warn(f"skipping video: {err}", CorruptVideoWarning, stacklevel=3)
                 continue
             self._num_frames[len(kept)] = info.num_frames
+            self._frame_bytes[len(kept)] = info.width * info.height * 3
             kept.append((record, path))
         self.videos = kept
 
@@ -361,23 +367,35 @@ class KineticsDataset(Dataset):
     def _load(self, video: int, clip: int, crop: int) -> torch.Tensor:
         _, path = self.videos[video]
         if video not in self._num_frames:
-            self._num_frames[video] = probe_video(path).num_frames
-        frames = self._decode(video, path, self.sampler(self._num_frames[video], clip))
+            info = probe_video(path)
+            self._num_frames[video], self._frame_bytes[video] = info.num_frames, info.width * info.height * 3
+        try:
+            frames = self._decode(video, path, self.sampler(self._num_frames[video], clip))
+        except VideoEndedEarly as short:  # the container overstated its length: sample within what decodes
+            warnings.warn(f"{short.path!r} decodes {short.decoded_frames} of the {self._num_frames[video]} "
+                          "frames it declares; its clips are taken from those", CorruptVideoWarning,
+                          stacklevel=4)
+            self._num_frames[video] = short.decoded_frames
+            frames = self._decode(video, path, self.sampler(short.decoded_frames, clip))
         if self.transform is None:
             return to_float_clip(frames)
         return self.transform(frames, crop) if self.num_crops > 1 else self.transform(frames)
 
     def _decode(self, video: int, path: Path, indices: list[int]) -> torch.Tensor:
-        """The frames at ``indices``. With several views per video (test clips x crops), the frames of all
-        its views are decoded in one pass and kept until another video is asked for: consecutive items
-        are views of one video, so it is decoded once, not once per view."""
+        """The frames at ``indices``. With several views per video (test clips x crops), consecutive items
+        are views of one video: the frames of all its clips are decoded in one pass (of one clip, for the
+        crops of a clip, when all would exceed `MULTIVIEW_CACHE_BYTES`) and kept until other frames are
+        asked for, so a video is decoded once, not once per view."""
         views = self.sampler.clips_per_video * self.num_crops
         if isinstance(self.sampler, RandomClipSampler) or views == 1:
             return read_frames(path, indices)
         cached = self.__dict__.get("_decoded")
-        if cached is None or cached[0] != video:
+        if cached is None or cached[0] != video or not set(indices) <= cached[1].keys():
             count = self._num_frames[video]
             wanted = sorted({i for c in range(self.sampler.clips_per_video) for i in self.sampler(count, c)})
+            if len(wanted) * self._frame_bytes.get(video, 0) > MULTIVIEW_CACHE_BYTES:
+                wanted = sorted(set(indices))
+            self.__dict__["_decoded"] = None  # free the previous video's frames before decoding
             frames = dict(zip(wanted, read_frames(path, wanted), strict=True))
             cached = self.__dict__["_decoded"] = (video, frames)
         return torch.stack([cached[1][i] for i in indices])

@@ -43,8 +43,8 @@ def build_dataset(
     ``annotations`` is a CSV path or already selected records (only rows of ``split``, when given).
     Explicit arguments override the config's fields. Training: one random clip, short side drawn from
     ``short_side`` (a ``(low, high)`` range), random crop and (if ``flip``) horizontal flips. Testing: short
-    side ``short_side`` (an int, default the crop), ``num_clips`` uniform clips x ``num_crops`` (1 or 3)
-    crops, and ``probe`` (default: on for testing) drops undecodable videos up front.
+    side ``short_side`` (an int, default as `eval_transform`), ``num_clips`` uniform clips x ``num_crops``
+    (1 or 3) crops, and ``probe`` (default: on for testing) drops undecodable videos up front.
     """
     if config is None and (frames is None or sampling_rate is None):
         raise ValueError("pass a ModelConfig or both frames=... and sampling_rate=...")

@@ -186,8 +186,9 @@ def eval_transform(
     num_crops: int = 1,
 ) -> VideoTransform:
     """Test pipeline: short side to ``short_side``, then 1 centre crop or 3 crops. The short side defaults
-    to the config's ``test_short_side`` (unless ``crop`` overrides its test crop), else the crop size."""
-    configured = None if crop is not None or config is None else config.test_short_side
+    to the config's ``test_short_side`` (unless ``crop`` changes its test crop), else the crop size."""
+    keeps_crop = config is not None and (crop is None or int(crop) == config.test_crop)
+    configured = config.test_short_side if keeps_crop else None  # type: ignore[union-attr]
     crop = int(_pick("crop", crop, config, "test_crop"))
     short = int(short_side if short_side is not None else configured if configured is not None else crop)
     return VideoTransform(

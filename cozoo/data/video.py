@@ -30,9 +30,20 @@ class VideoDecodeError(RuntimeError):
         self.reason = reason
 
 
+class VideoEndedEarly(VideoDecodeError):
+    """Decoding ended well before a requested frame: the file holds fewer decodable frames than its
+    container declares (truncated, or cut without re-encoding). ``decoded_frames`` is how many it holds."""
+
+    def __init__(self, path: PathLike, decoded_frames: int, requested: int) -> None:
+        super().__init__(path, f"the video ends after {decoded_frames} decodable frames, before requested "
+                         f"frame {requested} (truncated, or its container overstates its length)")
+        self.decoded_frames = decoded_frames
+
+
 @dataclass(frozen=True)
 class VideoInfo:
-    """Basic facts about a video's first video stream."""
+    """Basic facts about a video's first video stream (``width`` and ``height`` as coded, before any
+    rotation the stream's metadata asks for)."""
 
     path: str
     num_frames: int
@@ -99,9 +110,10 @@ def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> torch.T
     ``None`` decodes every frame. Decoding runs from the start of the file and stops after the largest
     requested index. Container frame counts can overstate the decodable frames by a frame or two: an
     index up to `FRAME_COUNT_SLACK` past the last decodable frame gets that frame. Further past, the file
-    ended early (truncated, or corrupt part-way) and ``VideoDecodeError`` says so, as does a file with no
-    decodable frame. Frames keep the first frame's size (a stream that changes resolution part-way is
-    scaled back to it) and are turned upright by the stream's rotation metadata.
+    ended early and `VideoEndedEarly` says how many frames it holds (sample within those); a file that
+    fails to decode, or has no decodable frame, raises ``VideoDecodeError``. Frames keep the first frame's
+    size (a stream that changes resolution part-way is scaled back to it) and are turned upright by the
+    stream's rotation metadata.
     """
     if indices is not None:
         indices = [int(i) for i in indices]
@@ -125,10 +137,7 @@ def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> torch.T
         if last_frame is None:
             raise VideoDecodeError(path, "no frame could be decoded")
         if last_wanted is not None and last_index + FRAME_COUNT_SLACK < last_wanted:
-            raise VideoDecodeError(
-                path, f"the video ends after {last_index + 1} decodable frames, before requested frame "
-                f"{last_wanted} (truncated or corrupt part-way?)"
-            )
+            raise VideoEndedEarly(path, last_index + 1, last_wanted)
         if last_index not in decoded:  # the file ended just before the largest requested index
             decoded[last_index] = converter(last_frame)
     order = range(last_index + 1) if indices is None else (min(i, last_index) for i in indices)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     return cls(**values)
 
 
+_YAML11_FLOAT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
 _TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str, "list": list, "dict": dict}
 
 
@@ -254,11 +256,9 @@ def _check_type(value: Any, spec: dataclasses.Field, key: str) -> Any:
         raise ConfigError(f"{key} must be {spec.type}, got {value!r}")
     if float in expected and int not in expected and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if float in expected and str not in expected and isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
-            return float(value)
-        except ValueError:
-            pass
+    yaml11_float = isinstance(value, str) and _YAML11_FLOAT.fullmatch(value)
+    if float in expected and str not in expected and yaml11_float:
+        return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
     if not isinstance(value, expected):
         raise ConfigError(f"{key} must be {spec.type}, got {value!r}")
     return value

@@ -42,20 +42,25 @@ class Clips:
     test_crop: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    test_short_side: int | None = None  # None: the test crop
 
 
 def clip_settings(data: DataSection, model: ModelConfig) -> Clips:
-    """The data section's clip settings, each falling back to the model config's value."""
+    """The data section's clip settings, each falling back to the model config's value (the model's test
+    short side only while its test crop is kept)."""
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
 
+    test_crop = int(pick(data.test_crop, model.test_crop))
+    model_short = model.test_short_side if test_crop == model.test_crop else None
     return Clips(
         frames=int(pick(data.frames, model.frames)),
         sampling_rate=int(pick(data.sampling_rate, model.sampling_rate)),
         train_crop=int(pick(data.train_crop, model.train_crop)),
-        test_crop=int(pick(data.test_crop, model.test_crop)),
+        test_crop=test_crop,
         mean=tuple(pick(data.mean, model.mean)),
         std=tuple(pick(data.std, model.std)),
+        test_short_side=pick(data.test_short_side, model_short),
     )
 
 
@@ -113,7 +118,7 @@ def build_datasets(
                                   flip=data.flip_enabled, short_side=short, **common)  # type: ignore[arg-type]
         split = "validation"
         val_set = build_dataset(val, data.video_root, training=False, crop=clips.test_crop,
-                                short_side=data.test_short_side, num_clips=data.val_clips,
+                                short_side=clips.test_short_side, num_clips=data.val_clips,
                                 return_video_index=True, **common)  # type: ignore[arg-type]
     except RuntimeError as error:  # e.g. no usable videos: say which set
         raise RuntimeError(f"{split} set: {error}") from None
