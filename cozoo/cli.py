@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
         # the interpreter's final flush does not fail too (the recipe of Python's `signal` docs).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, KeyError, OSError, RuntimeError, ArithmeticError) as err:  # e.g. a NaN loss
+    except (ValueError, KeyError, OSError, RuntimeError, FloatingPointError) as err:  # e.g. a NaN loss
         print(f"cozoo {args.command}: error: {err}", file=sys.stderr)
         return 2
 
