@@ -226,6 +226,7 @@ def _with_clip_settings(config: ModelConfig, recipe: FinetuneConfig) -> ModelCon
     return dataclasses.replace(
         config, frames=clips.frames, sampling_rate=clips.sampling_rate, train_crop=clips.train_crop,
         test_crop=clips.test_crop, mean=clips.mean, std=clips.std, test_short_side=clips.test_short_side,
+        target_fps=clips.target_fps,
     )
 
 
@@ -368,12 +369,14 @@ def predict_streams(
     sampling_rate: int,
     num_classes: int,
     device: torch.device | str = "cpu",
+    target_fps: float | None = None,
 ) -> dict[str, Any]:
-    """Step ``continual`` through each ``(path, label)`` video; per video, the softmax of the last
+    """Step ``continual`` through each ``(path, label)`` video (by time with ``target_fps``, see
+    `VideoStreamer`); per video, the softmax of the last
     prediction and the mean softmax over all predictions. Returns ``last``, ``mean`` (V, C), ``targets``
     (V,) and ``padded_videos`` (videos shorter than the warm-up). A video that fails to decode part-way
     gets target -1 (see `evaluated`)."""
-    streamer = VideoStreamer(continual, transform, sampling_rate, device)
+    streamer = VideoStreamer(continual, transform, sampling_rate, device, target_fps=target_fps)
     last = torch.zeros(len(videos), num_classes)
     mean = torch.zeros(len(videos), num_classes)
     targets = torch.tensor([label for _, label in videos], dtype=torch.long)
@@ -474,8 +477,8 @@ def evaluate(
         continual = loaded.continual().to(device)
         videos = [(path, label_map[record.label]) for record, path in dataset.videos]
         out = predict_streams(continual, videos, frame_transform(config, crop), rate, loaded.num_classes,
-                              device)
-        facts = {"sampling_rate": rate, "pool_window": loaded.pool_window,
+                              device, target_fps=config.target_fps)
+        facts = {"sampling_rate": rate, "target_fps": config.target_fps, "pool_window": loaded.pool_window,
                  "first_output_step": int(continual.first_output), "padded_videos": out["padded_videos"]}
         results["stream_last"] = {**scored("stream", out["last"], out["targets"]), **facts}
         with warnings.catch_warnings():  # the same videos as stream_last: warned once

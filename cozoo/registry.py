@@ -43,6 +43,8 @@ class ModelConfig:
     source: str | None = None
     # Short side a test clip is resized to before its centre crop (None: the test crop itself).
     test_short_side: int | None = None
+    # Clips sampled by time on a timeline at this frame rate (None: by frame index, whatever the rate).
+    target_fps: float | None = None
 
     @property
     def continual(self) -> bool:

@@ -9,6 +9,7 @@ video frames 0, r, 2r, ..., the spacing of the frames in its training clips.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -84,6 +85,8 @@ class VideoStreamer:
 
     ``frames_read``: frames taken from the input; ``steps``: frames fed to the model (every
     ``sampling_rate``-th); ``padded``: extra repeats of the last frame fed by `pad_until_output`.
+    With ``target_fps`` and a video's frame rate (`feed`'s ``fps``), steps are taken every
+    ``sampling_rate`` frames of a ``target_fps`` timeline instead: the frame on screen at each such instant.
     """
 
     def __init__(
@@ -93,9 +96,13 @@ class VideoStreamer:
         sampling_rate: int = 1,
         device: torch.device | str = "cpu",
         cuda_graphs: bool = False,
+        target_fps: float | None = None,
     ) -> None:
         if sampling_rate < 1:
             raise ValueError(f"sampling_rate must be >= 1, got {sampling_rate}")
+        if target_fps is not None and not target_fps > 0:
+            raise ValueError(f"target_fps must be positive, got {target_fps}")
+        self.target_fps = target_fps
         self.model = model
         self.transform = transform
         self.sampling_rate = sampling_rate
@@ -130,19 +137,33 @@ class VideoStreamer:
         centre = min(out.centre_frame * self.sampling_rate, frame_index)
         return FramePrediction(frame_index, centre, out.frame_index, out.logits[0].cpu())
 
-    def feed(self, frames: Iterable[torch.Tensor]) -> Iterator[FramePrediction]:
-        """Push decoded ``(H, W, 3)`` uint8 frames; yield a prediction whenever the model emits one."""
+    def feed(self, frames: Iterable[torch.Tensor], fps: float | None = None) -> Iterator[FramePrediction]:
+        """Push decoded ``(H, W, 3)`` uint8 frames (of a video at ``fps``, used with ``target_fps``); yield a
+        prediction whenever the model emits one."""
         if self.padded:
             raise ValueError("pad_until_output already ended this video's stream: call reset() to feed more")
         for frame in frames:
             index = self.frames_read
             self.frames_read += 1
-            if index % self.sampling_rate:
+            repeats = self._steps_at(index, fps)
+            if not repeats:
                 continue
             self._last_input = self.transform(frame).to(self.device)
-            prediction = self._push(self._last_input, index)
-            if prediction is not None:
-                yield prediction
+            for _ in range(repeats):  # >1 only when the timeline is faster than the video
+                prediction = self._push(self._last_input, index)
+                if prediction is not None:
+                    yield prediction
+
+    def _steps_at(self, index: int, fps: float | None) -> int:
+        """How many model steps take video frame ``index``: the instants ``k * sampling_rate / target_fps``
+        (k = 0, 1, ...) at which it is on screen, or every ``sampling_rate``-th frame by index."""
+        if self.target_fps is None or not fps or abs(fps - self.target_fps) < 1e-3:
+            return int(index % self.sampling_rate == 0)
+        step = self.sampling_rate / self.target_fps * fps  # video frames between steps
+        # step k takes frame floor(k * step) (as `cozoo.data.samplers.to_video_frames`, same tolerance)
+        first = math.ceil((index - 1e-6) / step)
+        end = math.ceil((index + 1 - 1e-6) / step)
+        return max(end - first, 0)
 
     def pad_until_output(self) -> FramePrediction | None:
         """Repeat the last fed frame until the model's first prediction (for videos shorter than the
@@ -164,9 +185,10 @@ def stream_video(streamer: VideoStreamer, path: PathLike) -> Iterator[FramePredi
     A missing file raises ``FileNotFoundError``; an unreadable one, or one without frames,
     ``VideoDecodeError``; one that ends well before the frame count it declares, a `CorruptVideoWarning`.
     """
-    declared = probe_video(path).num_frames
+    info = probe_video(path)
+    declared = info.num_frames
     streamer.reset()
-    yield from streamer.feed(iter_frames(path))
+    yield from streamer.feed(iter_frames(path), fps=info.fps)
     if streamer.frames_read == 0:
         raise VideoDecodeError(path, "no frame could be decoded")
     if streamer.frames_read + FRAME_COUNT_SLACK < declared:

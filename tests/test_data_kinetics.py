@@ -24,7 +24,7 @@ from cozoo.data.kinetics import (
 from cozoo.data.samplers import RandomClipSampler, UniformClipSampler
 from cozoo.data.synthetic import generate_synthetic_dataset
 from cozoo.data.transforms import eval_transform
-from cozoo.data.video import probe_video, read_frames
+from cozoo.data.video import probe_video, read_frames, write_video
 
 CLASSES = ("moving_left", "moving_right", "growing")
 MEAN, STD = (0.45,) * 3, (0.225,) * 3
@@ -229,3 +229,22 @@ def test_corrupt_video_found_while_loading_is_reported_once_and_replaced(copy):
     torch.manual_seed(0)
     with pytest.warns(CorruptVideoWarning):
         assert training[2][0].shape == (3, 4, 32, 32)
+
+
+def test_target_fps_samples_clips_by_time(tmp_path):
+    """A 10 fps ramp (frame i has level 20 * i) on a 5 fps timeline: 6 instants, every other frame."""
+    levels = np.arange(12, dtype=np.uint8) * 20
+    write_video(tmp_path / "videos" / "ramp_000000_000001.mp4",
+                np.broadcast_to(levels[:, None, None, None], (12, 16, 16, 3)).copy(), fps=10)
+    records = [VideoRecord("a", "ramp", 0, 1, "val")]
+
+    def levels_of(dataset):
+        clip = dataset[0][0]  # (3, T, H, W) in [0, 1]
+        return [round(float(frame.mean()) * 255 / 20) for frame in clip.unbind(1)]
+
+    by_index = KineticsDataset(records, tmp_path / "videos", UniformClipSampler(3, 1))
+    by_time = KineticsDataset(records, tmp_path / "videos", UniformClipSampler(3, 1), target_fps=5.0)
+    assert levels_of(by_index) == [4, 5, 6]  # centre clip of 12 frames
+    assert levels_of(by_time) == [2, 4, 6]  # centre clip of the 6-instant timeline: instants 1, 2, 3
+    with pytest.raises(ValueError, match="target_fps must be positive"):
+        KineticsDataset(records, tmp_path / "videos", UniformClipSampler(3, 1), target_fps=0.0)

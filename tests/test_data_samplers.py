@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from cozoo.data.samplers import RandomClipSampler, UniformClipSampler, clip_indices, clip_span, max_start
+from cozoo.data.samplers import (
+    RandomClipSampler,
+    UniformClipSampler,
+    clip_indices,
+    clip_span,
+    max_start,
+    resampled_length,
+    to_video_frames,
+)
 
 
 def test_span_and_indices():
@@ -58,3 +66,16 @@ def test_invalid_video_lengths_raise():
         clip_indices(0, 4, 1, 0)
     with pytest.raises(ValueError, match="outside"):
         clip_indices(10, 4, 1, 10)
+
+
+def test_time_based_sampling_maps_a_target_fps_timeline_to_video_frames():
+    assert resampled_length(300, 30.0, 30.0) == 300
+    assert resampled_length(250, 25.0, 30.0) == 300  # 10 s either way
+    assert resampled_length(600, 60.0, 30.0) == 300
+    assert resampled_length(1, 60.0, 30.0) == 1
+    assert to_video_frames([0, 1, 2, 3], 30.0, 30.0, 300) == [0, 1, 2, 3]
+    assert to_video_frames([0, 1, 2, 3, 6], 25.0, 30.0, 250) == [0, 0, 1, 2, 5]  # on screen at k/30 s
+    assert to_video_frames([0, 1, 2, 299], 60.0, 30.0, 600) == [0, 2, 4, 598]
+    assert to_video_frames([299], 29.97, 30.0, 299) == [298]  # clamped to the last frame
+    with pytest.raises(ValueError, match="frame rates must be positive"):
+        to_video_frames([0], 0.0, 30.0, 10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 import torch
 from helpers import faststart_video
@@ -12,7 +13,7 @@ from helpers import faststart_video
 import cozoo
 from cozoo.cli import main
 from cozoo.continual import to_continual
-from cozoo.data import eval_transform, read_frames, train_transform, write_synthetic_stream
+from cozoo.data import eval_transform, read_frames, train_transform, write_synthetic_stream, write_video
 from cozoo.data.kinetics import CorruptVideoWarning, save_label_map
 from cozoo.data.video import VideoDecodeError
 from cozoo.registry import get_config
@@ -224,3 +225,15 @@ def test_cli_stream_errors(
     assert "cozoo stream: warning: " in capsys.readouterr().err  # one line, not Python's warning format
     assert main(["stream", str(video[0]), *common, "--cuda-graphs"]) == 2
     assert "--cuda-graphs needs a CUDA device (--device cuda), got --device cpu" in capsys.readouterr().err
+
+
+def test_target_fps_steps_by_time(tmp_path: Path) -> None:
+    """A 12-frame 10 fps video on a 5 fps timeline feeds every other frame; on a 20 fps one, each twice."""
+    path = write_video(tmp_path / "ten_fps.mp4", np.zeros((12, 32, 32, 3), np.uint8), fps=10)
+    continual = to_continual(_tiny_late_fusion(), pool_window=1).eval()
+    steps, transform = {}, frame_transform(get_config("late_fusion"), CROP)
+    for target in (None, 5.0, 20.0):
+        streamer = VideoStreamer(continual, transform, target_fps=target)
+        frames = [p.frame_index for p in stream_video(streamer, path)]
+        steps[target] = (streamer.steps, frames[:4])
+    assert steps == {None: (12, [0, 1, 2, 3]), 5.0: (6, [0, 2, 4, 6]), 20.0: (24, [0, 0, 1, 1])}

@@ -4,9 +4,10 @@ accuracy (top-1/top-5) with confusion matrices; see `cozoo.evaluate`."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
-from cozoo.commands import positive_int
+from cozoo.commands import positive_float, positive_int
 from cozoo.data.kinetics import load_label_map
 from cozoo.evaluate import (
     MODES,
@@ -32,6 +33,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test crop and short side (default: the model's test crop)")
     parser.add_argument("--sampling-rate", type=positive_int, metavar="N",
                         help="continual models see every N-th frame (default: the clip sampling rate)")
+    parser.add_argument("--target-fps", type=positive_float, metavar="FPS",
+                        help="sample by time on a timeline at FPS frames/s, whatever each video's rate "
+                        "(default: the fine-tuning recipe's; otherwise by frame index)")
     parser.add_argument("--pool-window", type=positive_int, metavar="FRAMES",
                         help="temporal window of the continual global pool (default: the model's)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -40,8 +44,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def load_from_args(args: argparse.Namespace) -> LoadedModel:
     """The model, weights and class names the shared options ask for."""
     names = names_from_label_map(load_label_map(args.label_map)) if args.label_map else None
-    return load_model(args.model, checkpoint=args.checkpoint, pretrained=args.pretrained, class_names=names,
-                      pool_window=args.pool_window)
+    loaded = load_model(args.model, checkpoint=args.checkpoint, pretrained=args.pretrained,
+                        class_names=names, pool_window=args.pool_window)
+    if args.target_fps is not None:
+        loaded.config = dataclasses.replace(loaded.config, target_fps=args.target_fps)
+    return loaded
 
 
 def _eval(args: argparse.Namespace) -> int:

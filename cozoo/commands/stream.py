@@ -57,7 +57,7 @@ def _stream(args: argparse.Namespace) -> int:
     continual = continual.to(args.device)
     rate = loaded.config.sampling_rate if args.sampling_rate is None else args.sampling_rate
     streamer = VideoStreamer(continual, frame_transform(loaded.config, args.crop), rate, args.device,
-                             cuda_graphs=args.cuda_graphs)
+                             cuda_graphs=args.cuda_graphs, target_fps=loaded.config.target_fps)
     names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
     needed = streamer.first_output * rate + 1
     stride = int(continual.stride)

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from cozoo.data.samplers import ClipSampler, RandomClipSampler
+from cozoo.data.samplers import ClipSampler, RandomClipSampler, resampled_length, to_video_frames
 from cozoo.data.transforms import to_float_clip
-from cozoo.data.video import PathLike, VideoDecodeError, VideoEndedEarly, probe_video, read_frames
+from cozoo.data.video import PathLike, VideoDecodeError, VideoEndedEarly, VideoInfo, probe_video, read_frames
 
 REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
@@ -290,6 +290,10 @@ class KineticsDataset(Dataset):
     by another video (random for training samplers, the next one otherwise), so a run never crashes on
     a bad file; with ``return_video_index=True`` such a stand-in view carries video index -1, so that
     per-video aggregation leaves it out rather than scoring it as the failed video or its neighbour.
+
+    ``target_fps``: sample clips by time rather than frame index, on a timeline at that rate (each video's
+    rate is probed); ``sampling_rate`` then counts frames of that timeline, as in the reference
+    implementations (e.g. PySlowFast's 30 fps).
     """
 
     def __init__(
@@ -303,7 +307,11 @@ class KineticsDataset(Dataset):
         probe: bool = False,
         return_video_index: bool = False,
         max_retries: int = 10,
+        target_fps: float | None = None,
     ) -> None:
+        if target_fps is not None and not target_fps > 0:
+            raise ValueError(f"target_fps must be positive (None: sample by frame index), got {target_fps}")
+        self.target_fps = target_fps
         self.label_map = build_label_map([r.label for r in records]) if label_map is None else dict(label_map)
         _check_label_map(self.label_map, "label map")
         unknown = sorted({r.label for r in records} - set(self.label_map))
@@ -326,6 +334,7 @@ class KineticsDataset(Dataset):
             )
         self.corrupt: list[str] = []
         self._num_frames: dict[int, int] = {}
+        self._fps: dict[int, float] = {}
         self._frame_bytes: dict[int, int] = {}  # of one decoded RGB frame
         self._bad: set[int] = set()
         if probe:
@@ -343,8 +352,7 @@ class KineticsDataset(Dataset):
                 self.corrupt.append(str(path))
                 warnings.warn(f"skipping video: {err}", CorruptVideoWarning, stacklevel=3)
                 continue
-            self._num_frames[len(kept)] = info.num_frames
-            self._frame_bytes[len(kept)] = info.width * info.height * 3
+            self._remember(len(kept), info)
             kept.append((record, path))
         self.videos = kept
 
@@ -364,19 +372,30 @@ class KineticsDataset(Dataset):
         clip, crop = divmod(rest, self.num_crops)
         return video, clip, crop
 
+    def _remember(self, video: int, info: VideoInfo) -> None:
+        self._num_frames[video], self._fps[video] = info.num_frames, info.fps
+        self._frame_bytes[video] = info.width * info.height * 3
+
+    def _clip_indices(self, video: int, clip: int) -> list[int]:
+        """Video frames of clip ``clip``: sampled by frame index, or with ``target_fps`` on that timeline."""
+        count, fps = self._num_frames[video], self._fps.get(video, 0.0)
+        if self.target_fps is None or fps <= 0 or abs(fps - self.target_fps) < 1e-3:
+            return self.sampler(count, clip)
+        indices = self.sampler(resampled_length(count, fps, self.target_fps), clip)
+        return to_video_frames(indices, fps, self.target_fps, count)
+
     def _load(self, video: int, clip: int, crop: int) -> torch.Tensor:
         _, path = self.videos[video]
         if video not in self._num_frames:
-            info = probe_video(path)
-            self._num_frames[video], self._frame_bytes[video] = info.num_frames, info.width * info.height * 3
+            self._remember(video, probe_video(path))
         try:
-            frames = self._decode(video, path, self.sampler(self._num_frames[video], clip))
+            frames = self._decode(video, path, self._clip_indices(video, clip))
         except VideoEndedEarly as short:  # the container overstated its length: sample within what decodes
             warnings.warn(f"{short.path!r} decodes {short.decoded_frames} of the {self._num_frames[video]} "
                           "frames it declares; its clips are taken from those", CorruptVideoWarning,
                           stacklevel=4)
             self._num_frames[video] = short.decoded_frames
-            frames = self._decode(video, path, self.sampler(short.decoded_frames, clip))
+            frames = self._decode(video, path, self._clip_indices(video, clip))
         if self.transform is None:
             return to_float_clip(frames)
         return self.transform(frames, crop) if self.num_crops > 1 else self.transform(frames)
@@ -391,8 +410,8 @@ class KineticsDataset(Dataset):
             return read_frames(path, indices)
         cached = self.__dict__.get("_decoded")
         if cached is None or cached[0] != video or not set(indices) <= cached[1].keys():
-            count = self._num_frames[video]
-            wanted = sorted({i for c in range(self.sampler.clips_per_video) for i in self.sampler(count, c)})
+            clips = range(self.sampler.clips_per_video)
+            wanted = sorted({i for c in clips for i in self._clip_indices(video, c)})
             if len(wanted) * self._frame_bytes.get(video, 0) > MULTIVIEW_CACHE_BYTES:
                 wanted = sorted(set(indices))
             self.__dict__["_decoded"] = None  # free the previous video's frames before decoding

@@ -37,6 +37,7 @@ def build_dataset(
     label_map: dict[str, int] | None = None,
     probe: bool | None = None,
     return_video_index: bool = False,
+    target_fps: float | None = None,
 ) -> KineticsDataset:
     """A `KineticsDataset` with the model's clip length, sampling rate, crop and normalisation.
 
@@ -45,10 +46,13 @@ def build_dataset(
     ``short_side`` (a ``(low, high)`` range), random crop and (if ``flip``) horizontal flips. Testing: short
     side ``short_side`` (an int, default as `eval_transform`), ``num_clips`` uniform clips x ``num_crops``
     (1 or 3) crops, and ``probe`` (default: on for testing) drops undecodable videos up front.
+    ``target_fps`` (default: the config's) samples by time (see `KineticsDataset`).
     """
     if config is None and (frames is None or sampling_rate is None):
         raise ValueError("pass a ModelConfig or both frames=... and sampling_rate=...")
     frames = int(frames if frames is not None else config.frames)  # type: ignore[union-attr]
+    if target_fps is None and config is not None:
+        target_fps = config.target_fps
     rate = int(sampling_rate if sampling_rate is not None else config.sampling_rate)  # type: ignore[union-attr]
     if isinstance(annotations, str | os.PathLike):
         records = read_annotations(annotations, split)
@@ -75,6 +79,7 @@ def build_dataset(
         label_map=label_map,
         probe=(not training) if probe is None else probe,
         return_video_index=return_video_index,
+        target_fps=target_fps,
     )
 
 

@@ -4,10 +4,15 @@ A clip is ``frames`` frames taken every ``sampling_rate`` frames, so it spans
 ``(frames - 1) * sampling_rate + 1`` frames of the video. Short videos: when a video has fewer frames
 than the span, the clip starts at frame 0 and every index past the end is replaced by the last frame
 (the last frame is repeated), so a clip always has exactly ``frames`` indices, all valid.
+
+Indices count frames of the video. To sample by time instead (the reference implementations' way for
+videos of mixed frame rates), sample on a ``target_fps`` timeline of `resampled_length` frames and map
+the indices back with `to_video_frames`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +37,28 @@ def clip_indices(start: int, frames: int, sampling_rate: int, num_video_frames: 
 def _check_clip(frames: int, sampling_rate: int) -> None:
     if frames < 1 or sampling_rate < 1:
         raise ValueError(f"frames and sampling_rate must be >= 1, got {frames} and {sampling_rate}")
+
+
+def resampled_length(num_video_frames: int, video_fps: float, target_fps: float) -> int:
+    """How many instants ``0, 1/target_fps, 2/target_fps, ...`` fall within a video of
+    ``num_video_frames`` frames at ``video_fps`` (at least 1): its length on a ``target_fps`` timeline."""
+    _check_rates(video_fps, target_fps)
+    return max(1, math.ceil(num_video_frames * target_fps / video_fps - 1e-6))
+
+
+def to_video_frames(
+    indices: list[int], video_fps: float, target_fps: float, num_video_frames: int
+) -> list[int]:
+    """The video frame on screen at each instant ``index / target_fps``: the clip samplers' indices on a
+    ``target_fps`` timeline, as frames of a video at ``video_fps`` (identity when the rates are equal)."""
+    _check_rates(video_fps, target_fps)
+    scale = video_fps / target_fps
+    return [min(math.floor(i * scale + 1e-6), num_video_frames - 1) for i in indices]
+
+
+def _check_rates(video_fps: float, target_fps: float) -> None:
+    if not (video_fps > 0 and target_fps > 0):
+        raise ValueError(f"frame rates must be positive, got video {video_fps} and target {target_fps}")
 
 
 def max_start(num_video_frames: int, frames: int, sampling_rate: int) -> int:

@@ -76,6 +76,7 @@ class DataSection:
     mean: list[float] | None = None
     std: list[float] | None = None
     flip: bool | None = None  # None: on for real videos, off for synthetic ones (see `flip_enabled`)
+    target_fps: float | None = None  # sample clips by time on this timeline (None: by frame index)
     batch_size: int = 8
     val_batch_size: int | None = None
     val_clips: int = 1
@@ -181,6 +182,8 @@ class FinetuneConfig:
             ("data.mean", data.mean, data.mean is None or len(data.mean) == 3, "three numbers (R, G, B)"),
             ("data.std", data.std, data.std is None or (len(data.std) == 3 and min(data.std) > 0),
              "three positive numbers (R, G, B)"),
+            ("data.target_fps", data.target_fps, data.target_fps is None or data.target_fps > 0,
+             "positive (or null: sample by frame index)"),
             ("optim.warmup_epochs", optim.warmup_epochs, optim.warmup_epochs <= train.epochs,
              f"at most train.epochs = {train.epochs}"),
             ("train.clip_grad_norm", train.clip_grad_norm,

@@ -43,6 +43,7 @@ class Clips:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     test_short_side: int | None = None  # None: the test crop
+    target_fps: float | None = None  # None: clips sampled by frame index
 
 
 def clip_settings(data: DataSection, model: ModelConfig) -> Clips:
@@ -61,6 +62,7 @@ def clip_settings(data: DataSection, model: ModelConfig) -> Clips:
         mean=tuple(pick(data.mean, model.mean)),
         std=tuple(pick(data.std, model.std)),
         test_short_side=pick(data.test_short_side, model_short),
+        target_fps=pick(data.target_fps, model.target_fps),
     )
 
 
@@ -110,7 +112,7 @@ def build_datasets(
     items carry their video index for per-video accuracy)."""
     assert data.video_root
     common = dict(config=model, frames=clips.frames, sampling_rate=clips.sampling_rate, mean=clips.mean,
-                  std=clips.std, label_map=label_map)
+                  std=clips.std, label_map=label_map, target_fps=clips.target_fps)
     short = tuple(data.train_short_side) if data.train_short_side else None
     try:
         split = "training"
