@@ -463,6 +463,9 @@ def test_cli_fetch_import_list(env, server, tmp_path, monkeypatch, capsys):
     assert f"{NAME}.safetensors" in out and hashlib.sha256(good).hexdigest() in out
     assert _cli(monkeypatch, "weights", "list") == 0
     assert any(line.startswith(NAME) and " yes " in line for line in capsys.readouterr().out.splitlines())
+    assert _cli(monkeypatch, "weights", "fetch", NAME, "--quiet", "--url", f"{server.base}/OTHER.pyth") == 0
+    assert "already cached, so --url was not used (add --force" in capsys.readouterr().out
+    assert server.gets() == 1
     assert _cli(monkeypatch, "weights", "import", NAME, str(tmp_path / "nope.pyth")) == 2
     assert "does not exist" in capsys.readouterr().err
     monkeypatch.setenv("COZOO_OFFLINE", "1")

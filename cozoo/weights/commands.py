@@ -22,6 +22,8 @@ def _fetch(args: argparse.Namespace) -> int:
     if (args.url or args.sha256) and len(args.names) > 1:
         raise ValueError("--url and --sha256 describe one file: give a single NAME with them")
     for name in args.names:
+        if args.url and not args.force and cached_metadata(require_entry(name)) is not None:
+            print(f"{name} is already cached, so --url was not used (add --force to download it again)")
         fetch(name, url=args.url, force=args.force, progress=not args.quiet, sha256=args.sha256)
         _report(name)
     return 0
