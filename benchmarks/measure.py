@@ -9,6 +9,7 @@ a run for throughput.
 from __future__ import annotations
 
 import ctypes
+import gc
 import re
 import statistics
 import time
@@ -42,11 +43,18 @@ def synchronize(device: torch.device) -> None:
 
 
 def _timed_iterations(budget: Budget) -> Iterator[int]:
-    start = time.perf_counter()
-    for i in range(budget.max_iters):
-        if i >= budget.min_iters and time.perf_counter() - start > budget.seconds:
-            return
-        yield i
+    """Iteration numbers within the budget; Python's garbage collector is paused meanwhile (collected
+    first), so its pauses do not land in some samples and not others."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for i in range(budget.max_iters):
+            if i >= budget.min_iters and time.perf_counter() - start > budget.seconds:
+                return
+            yield i
+    finally:
+        gc.enable()
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,10 @@ CPU_MEMORY_METHOD = (
 )
 CUDA_MEMORY_METHOD = (
     "torch.cuda.max_memory_allocated during the timed calls (after one untimed period, which takes one-off "
-    "allocations such as cuDNN autotuning workspaces) minus memory allocated before the mode was set up"
+    "allocations such as cuDNN autotuning workspaces) minus memory allocated before the mode was set up; "
+    "CUDA-graph modes: torch.cuda.memory_reserved after set-up and capture minus before (replays allocate "
+    "nothing: their intermediates live in the graphs' private pools; an upper bound, as it also counts "
+    "blocks the caching allocator kept from the eager warm-up)"
 )
 
 

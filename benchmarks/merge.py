@@ -28,8 +28,19 @@ def merge_runs(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     types = {result["device"]["type"] for _, result in runs}
     if len(types) != 1:
         raise ValueError(f"runs come from different device types {sorted(types)}")
+    for what, read in (("devices", lambda r: r["device"].get("name")),
+                       ("torch versions", lambda r: r["versions"].get("torch")),
+                       ("BatchNorm folding (--fuse-bn)", lambda r: r["settings"].get("fuse_bn", False))):
+        seen = {str(read(result)) for _, result in runs}
+        if len(seen) != 1:
+            raise ValueError(f"runs differ in {what} ({sorted(seen)}): their results are not one device's")
     label, last = runs[-1]
     merged: dict[str, Any] = {key: value for key, value in last.items() if key != "models"}
+    # The top level describes the merged file; each run's own settings are under "runs".
+    merged["settings"] = {**last["settings"],
+                          "models": _union(r["settings"].get("models", ()) for _, r in runs),
+                          "compile_models": _union(r["settings"].get("compile_models", ()) for _, r in runs),
+                          "note": "merged runs: see runs[*].settings, and each model's run"}
     merged["runs"] = [
         {"file": name, "date": result["date"], "device": result["device"], "versions": result["versions"],
          "settings": result["settings"], "models": list(result["models"])}
@@ -40,6 +51,11 @@ def merge_runs(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         for model, entry in result["models"].items():
             merged["models"][model] = {**entry, "run": name}
     return merged
+
+
+def _union(groups: Any) -> list[str]:
+    """Names from every group, each once, in first-seen order."""
+    return list(dict.fromkeys(name for group in groups for name in group))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -188,4 +188,7 @@ def check_equivalence(ours: nn.Module, peer: nn.Module, frames: torch.Tensor) ->
         largest = max(largest, mine.abs().max().item())
     ours.reset()  # type: ignore[operator]
     reset_peer(peer)
+    if compared < 2:
+        raise ValueError(f"only {compared} step(s) of {frames.shape[2]} had outputs from both models: "
+                         "pass more frames")
     return Equivalence(frames.shape[2], compared, diff, largest)

@@ -162,6 +162,10 @@ def test_merge_keeps_each_models_latest_run_and_says_which(bench, tmp_path: Path
         merge.merge_runs([("cpu", {**first, "device": {"type": "cpu"}}), ("gpu", second)])
     with pytest.raises(ValueError, match="run labels must tell the runs apart"):
         merge.merge_runs([("cuda.json", first), ("cuda.json", second)])
+    other_gpu = {**second, "device": {"type": "cuda", "name": "another GPU"}}
+    with pytest.raises(ValueError, match="runs differ in devices"):
+        merge.merge_runs([("one", first), ("two", other_gpu)])
+    assert merged["settings"]["note"].startswith("merged runs")
     for folder, result in (("x", first), ("y", second)):  # two runs saved under the same file name
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "cuda.json").write_text(json.dumps(result))
@@ -188,31 +192,42 @@ def test_ptflops_counts_a_little_more_than_cozoo_and_mostly_per_step(bench) -> N
 
 
 def test_replay_check_sees_a_stepper_that_disagrees_with_eager_steps(bench) -> None:
+    """On the benchmark's own random weights (outputs vary little from frame to frame), a replay that
+    repeats its first output or lags one output behind fails; one equal to eager steps passes."""
     _, _, run = bench
     import cozoo
 
     class EagerStepper:  # the interface of CudaGraphStepper, stepping eagerly (CPU)
-        def __init__(self, model: nn.Module, stale: bool) -> None:
-            self.model, self.stale = model.eval(), stale
+        def __init__(self, model: nn.Module, fault: str | None) -> None:
+            self.model, self.fault = model.eval(), fault
             self.period, self.warmup = int(model.stride), int(model.first_output) + int(model.stride)
-            self.first: torch.Tensor | None = None
+            self.kept: torch.Tensor | None = None
             model.reset()
 
         def step(self, frame: torch.Tensor) -> torch.Tensor | None:
             out = self.model.forward_step(frame)
-            if out is not None and self.first is None:
-                self.first = out.clone()
-            return self.first if self.stale and out is not None else out
-
-    from helpers import randomise_batchnorm
+            if out is None or self.fault is None:
+                return out
+            shown = out if self.kept is None else self.kept
+            if self.fault == "lag" or self.kept is None:
+                self.kept = out.clone()
+            return shown
 
     torch.manual_seed(0)
     model = cozoo.create_model("cox3d_xs", num_classes=3)
-    randomise_batchnorm(model)  # outputs that depend on the frames
     example = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
-        assert run.replay_vs_eager(EagerStepper(model, stale=False), example) == 0.0
-        assert run.replay_vs_eager(EagerStepper(model, stale=True), example) > 0.5
+        exact = run.replay_vs_eager(EagerStepper(model, None), example)
+        assert exact["error_vs_step_change"] == 0.0 and exact["passed"] and exact["outputs"] >= 8
+        for fault in ("stale", "lag"):
+            check = run.replay_vs_eager(EagerStepper(model, fault), example)
+            assert check["error_vs_step_change"] >= 1.0 and not check["passed"]
+    failed = {"latency_ms": 1.0, "replay_check": {"1": {"passed": False}}}
+    modes = {"clip": {"latency_ms": 8.0, "latency_repeat_ms": 4.0}, "step": {"latency_ms": 2.0},
+             "step_graph": failed}
+    speedup = run.speedups(modes, reduction=4.0)
+    assert "step_graph_vs_clip" not in speedup and speedup["step_vs_clip"] == 2.0  # the faster clip counts
+    assert speedup["best_step_vs_clip_over_flops_reduction"] == 0.5
 
 
 def test_peak_memory_restart_forgets_set_up_work(bench) -> None:

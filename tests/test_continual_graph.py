@@ -163,6 +163,9 @@ def test_replays_refuse_a_frame_unlike_the_captured_input():
         for bad in (frames[:, :, 0].expand(2, -1, -1, -1), frames[:, :, 0].double(), frames[:, :, 0].cpu()):
             with pytest.raises(StreamError, match="does not match the captured graphs' input"):
                 stepper.step(bad)
+        model.reset()  # frees the state buffers the graphs write into
+        with pytest.raises(StreamError, match="the model was reset after its steps were captured"):
+            stepper.step(frames[:, :, 0])
 
 
 @needs_cuda

@@ -24,7 +24,8 @@ class CudaGraphStepper:
     """Wraps a continual model on CUDA; ``step(frame)`` has the semantics of ``model.forward_step``.
 
     The returned tensor is a static output buffer: it is overwritten at the next step of the same phase
-    (clone it to keep it). Creating a stepper resets the model; use one stepper per stream.
+    (clone it to keep it). Creating a stepper resets the model; use one stepper per stream, and do not mix
+    in the model's own ``forward_step`` once captured (its step counters stay at the capture's phase).
     ``compile=True`` compiles the step (TorchInductor) before capturing it: fewer, fused kernels.
     """
 
@@ -61,6 +62,11 @@ class CudaGraphStepper:
             return self._step_fn(frame)
         if not self._graphs:
             self._capture()
+        elif not self.model.in_stream:  # type: ignore[attr-defined]
+            raise StreamError(
+                "the model was reset after its steps were captured: the graphs would write into freed state "
+                "buffers; a new stream needs a new stepper (Stream.reset() makes one)"
+            )
         self._check_replay_frame(frame)
         self._static_in.copy_(frame)
         phase = self._phase
