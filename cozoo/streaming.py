@@ -4,7 +4,8 @@ transform does, step a continual model and get a prediction per frame; plot prob
 Each frame goes through the model's test transform on its own (`FrameTransform`: short side resized to
 the config's test short side (default the test crop), centre crop, /255, normalised with the config's mean
 and std), which gives exactly that frame of the transformed clip. With ``sampling_rate`` r the model sees
-video frames 0, r, 2r, ..., the spacing of the frames in its training clips.
+video frames 0, r, 2r, ..., the spacing of the frames in its training clips (with ``target_fps``: the
+frames on screen at instants r / target_fps seconds apart, as time-based clip sampling takes them).
 """
 
 from __future__ import annotations
@@ -100,9 +101,10 @@ class VideoStreamer:
     ) -> None:
         if sampling_rate < 1:
             raise ValueError(f"sampling_rate must be >= 1, got {sampling_rate}")
-        if target_fps is not None and not target_fps > 0:
-            raise ValueError(f"target_fps must be positive, got {target_fps}")
+        if target_fps is not None and not 0 < target_fps < math.inf:
+            raise ValueError(f"target_fps must be a positive number, got {target_fps}")
         self.target_fps = target_fps
+        self.fps: float | None = None  # of the video being fed (see `feed`)
         self.model = model
         self.transform = transform
         self.sampling_rate = sampling_rate
@@ -133,8 +135,8 @@ class VideoStreamer:
         self.steps += 1
         if out is None:
             return None
-        # Step s took video frame s * rate (padded steps extend that timeline past the last real frame).
-        centre = min(out.centre_frame * self.sampling_rate, frame_index)
+        # Padded steps extend the timeline past the last real frame: the centre is at most that frame.
+        centre = min(self.video_frame(out.centre_frame), frame_index)
         return FramePrediction(frame_index, centre, out.frame_index, out.logits[0].cpu())
 
     def feed(self, frames: Iterable[torch.Tensor], fps: float | None = None) -> Iterator[FramePrediction]:
@@ -142,10 +144,14 @@ class VideoStreamer:
         prediction whenever the model emits one."""
         if self.padded:
             raise ValueError("pad_until_output already ended this video's stream: call reset() to feed more")
+        if self.target_fps is not None and not fps:
+            warnings.warn("target_fps is set but the video's frame rate is unknown: frames are taken by "
+                          "index", stacklevel=2)
+        self.fps = fps
         for frame in frames:
             index = self.frames_read
             self.frames_read += 1
-            repeats = self._steps_at(index, fps)
+            repeats = self._steps_at(index)
             if not repeats:
                 continue
             self._last_input = self.transform(frame).to(self.device)
@@ -154,12 +160,23 @@ class VideoStreamer:
                 if prediction is not None:
                     yield prediction
 
-    def _steps_at(self, index: int, fps: float | None) -> int:
+    @property
+    def by_time(self) -> bool:
+        """Whether steps are taken by time: a ``target_fps`` and a known video rate that differs from it."""
+        return self.target_fps is not None and bool(self.fps) and abs(self.fps - self.target_fps) >= 1e-3
+
+    def video_frame(self, step: int) -> int:
+        """The video frame model step ``step`` takes (on the ``target_fps`` timeline: the frame on screen)."""
+        if not self.by_time:
+            return step * self.sampling_rate
+        return math.floor(step * self.sampling_rate * self.fps / self.target_fps + 1e-6)  # type: ignore[operator]
+
+    def _steps_at(self, index: int) -> int:
         """How many model steps take video frame ``index``: the instants ``k * sampling_rate / target_fps``
         (k = 0, 1, ...) at which it is on screen, or every ``sampling_rate``-th frame by index."""
-        if self.target_fps is None or not fps or abs(fps - self.target_fps) < 1e-3:
+        if not self.by_time:
             return int(index % self.sampling_rate == 0)
-        step = self.sampling_rate / self.target_fps * fps  # video frames between steps
+        step = self.sampling_rate / self.target_fps * self.fps  # type: ignore[operator]  # frames per step
         # step k takes frame floor(k * step) (as `cozoo.data.samplers.to_video_frames`, same tolerance)
         first = math.ceil((index - 1e-6) / step)
         end = math.ceil((index + 1 - 1e-6) / step)

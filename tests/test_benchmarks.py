@@ -130,6 +130,22 @@ def test_run_writes_results_and_plot(bench, one_thread, tmp_path: Path, fuse_bn:
     assert saved["versions"]["git_commit"] is None or len(saved["versions"]["git_commit"]) >= 40
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_modes_are_checked_then_timed_after_capture(bench, tmp_path: Path) -> None:
+    """On a GPU: the replay check passes (TF32 off, the replay equals eager steps), the timed steppers are
+    captured before timing (their memory holds the graphs' pools), and ratios come out for both."""
+    _, _, run = bench
+    settings = dataclasses.replace(_smoke_settings(run, False), device="cuda", batches=(1,),
+                                   compile_batches=(1,), compile_models=("x3d_xs",))
+    entry = run.run(settings, tmp_path, log=lambda line: None, plot=False)["models"]["x3d_xs"]
+    for mode in ("step_graph", "step_graph_compiled"):
+        check = entry["modes"][mode]["replay_check"]["1"]
+        assert check["passed"] and check["error_vs_step_change"] < 1e-3, (mode, check)
+        assert entry["modes"][mode]["peak_memory_mib"]["1"] > 0
+        assert entry["speedup"][f"{mode}_vs_clip"] > 0
+    assert entry["modes"]["clip"]["latency_repeat_ms"] > 0
+
+
 def test_missing_peer_library_is_reported(bench, monkeypatch: pytest.MonkeyPatch) -> None:
     _, peers, run = bench
     monkeypatch.setattr(peers, "available", lambda: None)

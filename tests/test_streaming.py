@@ -217,6 +217,9 @@ def test_cli_stream_errors(
     assert "shorter videos are padded with their last frame" in out[0]
     padded = [line for line in out if line.startswith("frame ")]
     assert len(padded) == 1 and padded[0].endswith("[after 3 repeats of the last frame]")
+    assert main(["stream", str(video[0]), *common, "--target-fps", "7.5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "frames 0.133 s apart (a 7.5 fps timeline)" in out[0] and "centred 14 video frames back" in out[0]
     assert main(["stream", str(video[0]), *common, "--plot", str(tmp_path)]) == 2
     assert "is a directory; give a PNG file name" in capsys.readouterr().err
     whole = faststart_video(tmp_path / "whole.mp4", frames=40).read_bytes()
@@ -237,3 +240,11 @@ def test_target_fps_steps_by_time(tmp_path: Path) -> None:
         frames = [p.frame_index for p in stream_video(streamer, path)]
         steps[target] = (streamer.steps, frames[:4])
     assert steps == {None: (12, [0, 1, 2, 3]), 5.0: (6, [0, 2, 4, 6]), 20.0: (24, [0, 0, 1, 1])}
+    # Centre frames are video frames: 3 steps back on the 5 fps timeline are 6 frames of the 10 fps video.
+    slower = VideoStreamer(to_continual(_tiny_late_fusion(), pool_window=4).eval(), transform, target_fps=5.0)
+    centred = [(p.frame_index, p.centre_frame) for p in stream_video(slower, path)]
+    assert centred == [(6, 0), (8, 2), (10, 4)]
+    with pytest.raises(ValueError, match="target_fps must be a positive number"):
+        VideoStreamer(continual, transform, target_fps=float("inf"))
+    with pytest.warns(UserWarning, match="frame rate is unknown"):
+        list(VideoStreamer(continual, transform, target_fps=5.0).feed(read_frames(path)[:2]))

@@ -159,6 +159,7 @@ def test_config_errors_name_the_key(tmp_path):
     ({"data": {"synthetic": {}, "std": [0.0, 1.0, 1.0]}}, r"data.std must be three positive numbers"),
     ({"data": {"synthetic": {}, "mean": [0.5]}}, r"data.mean must be three numbers"),
     ({"data": {"synthetic": {}, "target_fps": 0}}, r"data.target_fps must be positive"),
+    ({"data": {"synthetic": {}, "target_fps": float("inf")}}, r"data.target_fps must be positive"),
     ({"train": {"epochs": 2}, "optim": {"warmup_epochs": 3.0}}, r"optim.warmup_epochs must be at most train"),
 ])
 def test_values_out_of_range_are_refused_naming_the_key(override, message):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cozoo.commands import positive_int
 from cozoo.commands.evaluate import add_model_arguments, load_from_args
+from cozoo.data.video import probe_video
 from cozoo.evaluate import LoadedModel
 from cozoo.fuse import fuse_conv_bn
 from cozoo.streaming import FramePrediction, VideoStreamer, frame_transform, plot_probabilities, stream_video
@@ -58,16 +59,22 @@ def _stream(args: argparse.Namespace) -> int:
     rate = loaded.config.sampling_rate if args.sampling_rate is None else args.sampling_rate
     streamer = VideoStreamer(continual, frame_transform(loaded.config, args.crop), rate, args.device,
                              cuda_graphs=args.cuda_graphs, target_fps=loaded.config.target_fps)
+    streamer.fps = probe_video(args.video).fps  # what stream_video will tell it: for the header
     names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
-    needed = streamer.first_output * rate + 1
+    needed = streamer.video_frame(streamer.first_output) + 1
     stride = int(continual.stride)
     short_videos = ("shorter videos are padded with their last frame" if args.pad
                     else "shorter videos give none without --pad")
-    print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, every {rate} frame(s) of "
-          f"the video; first prediction after {streamer.first_output + 1} model steps (video frame "
-          f"{needed - 1}: {short_videos})"
-          f"{f', then one every {stride * rate} video frames' if stride > 1 else ''}; each prediction is "
-          f"centred {streamer.delay * rate} video frames back"
+    if streamer.by_time:
+        taken = f"frames {rate / streamer.target_fps:.3g} s apart (a {streamer.target_fps:g} fps timeline)"
+        per_step = streamer.fps * rate / streamer.target_fps  # type: ignore[operator]
+    else:
+        taken, per_step = f"every {rate} frame(s) of the video", float(rate)
+    print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, {taken}; first "
+          f"prediction after {streamer.first_output + 1} model steps (video frame {needed - 1}: "
+          f"{short_videos})"
+          f"{f', then one every {stride * per_step:g} video frames' if stride > 1 else ''}; each prediction "
+          f"is centred {streamer.delay * per_step:g} video frames back"
           f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"
           f"{'; steps replayed as CUDA graphs' if args.cuda_graphs else ''}", flush=True)
     predictions: list[FramePrediction] = []

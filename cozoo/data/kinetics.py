@@ -309,7 +309,7 @@ class KineticsDataset(Dataset):
         max_retries: int = 10,
         target_fps: float | None = None,
     ) -> None:
-        if target_fps is not None and not target_fps > 0:
+        if target_fps is not None and not 0 < target_fps < float("inf"):
             raise ValueError(f"target_fps must be positive (None: sample by frame index), got {target_fps}")
         self.target_fps = target_fps
         self.label_map = build_label_map([r.label for r in records]) if label_map is None else dict(label_map)

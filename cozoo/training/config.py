@@ -7,6 +7,7 @@ falls back to its default). ``key.sub=value`` overrides (values parsed as YAML) 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -182,7 +183,7 @@ class FinetuneConfig:
             ("data.mean", data.mean, data.mean is None or len(data.mean) == 3, "three numbers (R, G, B)"),
             ("data.std", data.std, data.std is None or (len(data.std) == 3 and min(data.std) > 0),
              "three positive numbers (R, G, B)"),
-            ("data.target_fps", data.target_fps, data.target_fps is None or data.target_fps > 0,
+            ("data.target_fps", data.target_fps, data.target_fps is None or 0 < data.target_fps < math.inf,
              "positive (or null: sample by frame index)"),
             ("optim.warmup_epochs", optim.warmup_epochs, optim.warmup_epochs <= train.epochs,
              f"at most train.epochs = {train.epochs}"),
