@@ -498,6 +498,7 @@ def evaluate(
         "missing_videos": len(dataset.missing),
         "undecodable_videos": len(dataset.corrupt),
         "crop": int(crop or config.test_crop),
+        "target_fps": config.target_fps,  # None: clips and streams sampled by frame index
         "classes": loaded.class_names,
         "results": results,
         "seconds": seconds,

@@ -139,7 +139,7 @@ def test_evaluate_constant_predictions_give_exact_metrics(data: SyntheticPaths, 
     logits = [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]  # ranks NAMES[0] > NAMES[1] > ... for every video
     metrics = evaluate(_loaded(_constant_model(logits)), data.val_csv, data.video_root, split="val",
                        num_clips=2, crop=CROP, sampling_rate=1, out_dir=tmp_path / "report")
-    assert metrics["num_videos"] == 12 and metrics["skipped_videos"] == 0
+    assert metrics["num_videos"] == 12 and metrics["skipped_videos"] == 0 and metrics["target_fps"] is None
     assert set(metrics["results"]) == {"clip", "multiview", "stream_last", "stream_mean"}
     expected = torch.zeros(6, 6, dtype=torch.long)
     expected[:, 0] = 2  # two videos per class, all predicted as class 0
