@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cozoo.continual import to_continual
+from cozoo.continual.convert import check_pool_window
 from cozoo.data.kinetics import CorruptVideoWarning, KineticsDataset, read_annotations
 from cozoo.data.loader import build_dataset
 from cozoo.data.video import PathLike, VideoDecodeError
@@ -40,7 +41,7 @@ from cozoo.streaming import (
     frame_transform,
     new_figure,
     save_figure,
-    stream_video,
+    stream_video_to_end,
 )
 from cozoo.training.config import ConfigError, FinetuneConfig
 from cozoo.training.data import clip_settings
@@ -156,9 +157,8 @@ def load_model(
     """
     if checkpoint is not None and pretrained:
         raise ValueError("pass either a checkpoint file or pretrained=True, not both")
-    if pool_window is not None and (isinstance(pool_window, bool) or not isinstance(pool_window, int)
-                                    or pool_window < 1):
-        raise ValueError(f"pool_window must be a positive whole number of frames, got {pool_window!r}")
+    if pool_window is not None:
+        check_pool_window(pool_window)
     config = get_config(name)
     regular_name = config.source or name
     regular_config = get_config(regular_name)
@@ -383,14 +383,12 @@ def predict_streams(
     padded = 0
     for row, (path, _) in enumerate(videos):
         try:
-            probs = [p.probs for p in stream_video(streamer, path)]
+            predictions = stream_video_to_end(streamer, path)
         except (FileNotFoundError, VideoDecodeError):
             targets[row] = -1
             continue
-        if not probs:
-            probs.append(streamer.pad_until_output().probs)  # type: ignore[union-attr]
-            padded += 1
-        stacked = torch.stack(probs)
+        padded += streamer.padded > 0
+        stacked = torch.stack([p.probs for p in predictions])
         if stacked.shape[1] != num_classes:
             raise ValueError(f"the model has {stacked.shape[1]} outputs, expected {num_classes} classes")
         last[row], mean[row] = stacked[-1], stacked.mean(dim=0)

@@ -23,6 +23,7 @@ from torch import nn
 
 from cozoo.continual.stream import Stream
 from cozoo.data.kinetics import CorruptVideoWarning
+from cozoo.data.samplers import samples_by_time, video_frame_at
 from cozoo.data.transforms import VideoTransform, eval_transform
 from cozoo.data.video import FRAME_COUNT_SLACK, PathLike, VideoDecodeError, iter_frames, probe_video
 from cozoo.registry import ModelConfig
@@ -162,22 +163,29 @@ class VideoStreamer:
 
     @property
     def by_time(self) -> bool:
-        """Whether steps are taken by time: a ``target_fps`` and a known video rate that differs from it."""
-        return self.target_fps is not None and bool(self.fps) and abs(self.fps - self.target_fps) >= 1e-3
+        """Whether steps are taken by time (`cozoo.data.samplers.samples_by_time`, as clips are)."""
+        return samples_by_time(self.fps, self.target_fps)
+
+    @property
+    def frames_per_step(self) -> float:
+        """Video frames between consecutive model steps (``sampling_rate``, rescaled when by time)."""
+        if not self.by_time:
+            return float(self.sampling_rate)
+        return self.sampling_rate * self.fps / self.target_fps  # type: ignore[operator]
 
     def video_frame(self, step: int) -> int:
         """The video frame model step ``step`` takes (on the ``target_fps`` timeline: the frame on screen)."""
         if not self.by_time:
             return step * self.sampling_rate
-        return math.floor(step * self.sampling_rate * self.fps / self.target_fps + 1e-6)  # type: ignore[operator]
+        return video_frame_at(step * self.sampling_rate, self.fps, self.target_fps)  # type: ignore[arg-type]
 
     def _steps_at(self, index: int) -> int:
         """How many model steps take video frame ``index``: the instants ``k * sampling_rate / target_fps``
         (k = 0, 1, ...) at which it is on screen, or every ``sampling_rate``-th frame by index."""
         if not self.by_time:
             return int(index % self.sampling_rate == 0)
-        step = self.sampling_rate / self.target_fps * self.fps  # type: ignore[operator]  # frames per step
-        # step k takes frame floor(k * step) (as `cozoo.data.samplers.to_video_frames`, same tolerance)
+        step = self.frames_per_step
+        # step k takes frame floor(k * step) (`video_frame`, with `video_frame_at`'s tolerance)
         first = math.ceil((index - 1e-6) / step)
         end = math.ceil((index + 1 - 1e-6) / step)
         return max(end - first, 0)
@@ -211,6 +219,15 @@ def stream_video(streamer: VideoStreamer, path: PathLike) -> Iterator[FramePredi
     if streamer.frames_read + FRAME_COUNT_SLACK < declared:
         warnings.warn(f"{os.fspath(path)!r}: decoding ended after {streamer.frames_read} of the {declared} "
                       "frames the file declares (truncated?)", CorruptVideoWarning, stacklevel=2)
+
+
+def stream_video_to_end(streamer: VideoStreamer, path: PathLike) -> list[FramePrediction]:
+    """All of `stream_video`'s predictions; a video shorter than the warm-up gets the one made by repeating
+    its last frame (`VideoStreamer.pad_until_output`, the clip samplers' rule; ``streamer.padded`` > 0)."""
+    predictions = list(stream_video(streamer, path))
+    if not predictions:
+        predictions.append(streamer.pad_until_output())  # type: ignore[arg-type]
+    return predictions
 
 
 def plot_probabilities(

@@ -17,7 +17,14 @@ from cozoo.data import eval_transform, read_frames, train_transform, write_synth
 from cozoo.data.kinetics import CorruptVideoWarning, save_label_map
 from cozoo.data.video import VideoDecodeError
 from cozoo.registry import get_config
-from cozoo.streaming import FrameTransform, VideoStreamer, frame_transform, plot_probabilities, stream_video
+from cozoo.streaming import (
+    FrameTransform,
+    VideoStreamer,
+    frame_transform,
+    plot_probabilities,
+    stream_video,
+    stream_video_to_end,
+)
 
 CROP = 32
 CLASSES = ["moving_left", "moving_right", "growing"]
@@ -106,6 +113,9 @@ def test_short_video_pads_with_its_last_frame(video: tuple[Path, list[str]]) -> 
     assert (prediction.frame_index, prediction.centre_frame) == (19, 0)
     with pytest.raises(ValueError, match="reset"):
         next(streamer.feed(read_frames(video[0])[:2]))
+    padded_run = stream_video_to_end(streamer, video[0])  # the same, in one call
+    assert len(padded_run) == 1 and streamer.padded == 6
+    torch.testing.assert_close(padded_run[0].logits, prediction.logits)
 
 
 def test_stream_video_errors(tmp_path: Path) -> None:

@@ -24,12 +24,8 @@ def _weights(loaded: LoadedModel) -> str:
     return "random weights (pass --checkpoint or --pretrained for meaningful predictions)"
 
 
-def _check_paths(args: argparse.Namespace) -> None:
-    """Refuse a missing video or an unusable plot path before the model is loaded and the video streamed."""
-    video = Path(args.video)
-    if not video.is_file():
-        what = "expected a video file, got a directory" if video.is_dir() else "video file not found"
-        raise FileNotFoundError(f"{what}: {args.video!r}")
+def _check_plot_path(args: argparse.Namespace) -> None:
+    """Refuse an unusable plot path before the model is loaded and the video streamed."""
     if args.plot:
         plot = Path(args.plot)
         if plot.is_dir():
@@ -50,7 +46,8 @@ def _print(prediction: FramePrediction, names: list[str], k: int, note: str = ""
 def _stream(args: argparse.Namespace) -> int:
     if args.cuda_graphs and not str(args.device).startswith("cuda"):
         raise ValueError(f"--cuda-graphs needs a CUDA device (--device cuda), got --device {args.device}")
-    _check_paths(args)
+    video_fps = probe_video(args.video).fps  # a missing or unreadable video fails here, before any loading
+    _check_plot_path(args)
     loaded = load_from_args(args)
     continual = loaded.continual()
     if args.fuse_bn:
@@ -59,17 +56,17 @@ def _stream(args: argparse.Namespace) -> int:
     rate = loaded.config.sampling_rate if args.sampling_rate is None else args.sampling_rate
     streamer = VideoStreamer(continual, frame_transform(loaded.config, args.crop), rate, args.device,
                              cuda_graphs=args.cuda_graphs, target_fps=loaded.config.target_fps)
-    streamer.fps = probe_video(args.video).fps  # what stream_video will tell it: for the header
+    streamer.fps = video_fps  # what stream_video will tell it: for the header
     names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
     needed = streamer.video_frame(streamer.first_output) + 1
     stride = int(continual.stride)
     short_videos = ("shorter videos are padded with their last frame" if args.pad
                     else "shorter videos give none without --pad")
+    per_step = streamer.frames_per_step
     if streamer.by_time:
         taken = f"frames {rate / streamer.target_fps:.3g} s apart (a {streamer.target_fps:g} fps timeline)"
-        per_step = streamer.fps * rate / streamer.target_fps  # type: ignore[operator]
     else:
-        taken, per_step = f"every {rate} frame(s) of the video", float(rate)
+        taken = f"every {rate} frame(s) of the video"
     print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, {taken}; first "
           f"prediction after {streamer.first_output + 1} model steps (video frame {needed - 1}: "
           f"{short_videos})"

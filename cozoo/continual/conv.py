@@ -27,6 +27,12 @@ from cozoo.continual.base import WindowedLayer, pad_to_length, shift_in
 CacheForm = Literal["auto", "pre", "post"]
 
 
+def check_cache_form(cache: str) -> None:
+    """Refuse a ``cache`` argument other than ``"auto"``, ``"pre"`` or ``"post"``."""
+    if cache not in ("auto", "pre", "post"):
+        raise ValueError(f"cache must be 'auto', 'pre' or 'post', got {cache!r}")
+
+
 class CoConv3d(WindowedLayer, nn.Module):
     """Continual counterpart of ``nn.Conv3d``; parameters ``weight``/``bias`` keep the source's names."""
 
@@ -53,8 +59,7 @@ class CoConv3d(WindowedLayer, nn.Module):
         return self.groups > 1 and self.groups == self.in_channels
 
     def _choose_cache(self, cache: CacheForm) -> str:
-        if cache not in ("auto", "pre", "post"):
-            raise ValueError(f"cache must be 'auto', 'pre' or 'post', got {cache!r}")
+        check_cache_form(cache)
         if cache != "auto":
             return cache
         if self.kernel_t == 1 or self.stride_t > 1 or self.depthwise:

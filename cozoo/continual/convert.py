@@ -16,7 +16,7 @@ from torch.nn.utils import parametrize
 
 from cozoo.continual.base import ContinualModule
 from cozoo.continual.containers import CoIdentity, CoResidual, CoSequential
-from cozoo.continual.conv import CacheForm, CoConv3d
+from cozoo.continual.conv import CacheForm, CoConv3d, check_cache_form
 from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
 from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation, as_per_frame
 from cozoo.models import blocks
@@ -98,8 +98,7 @@ def to_continual(module: nn.Module, pool_window: int | None = None, cache: Cache
     multiple of the temporal stride in front of the pool). It defaults to the clip length of the
     registered config (``module.cozoo_config.frames``) when there is one.
     """
-    if cache not in ("auto", "pre", "post"):
-        raise ValueError(f"cache must be 'auto', 'pre' or 'post', got {cache!r}")
+    check_cache_form(cache)
     options = ConversionOptions(cache=cache)
     source = copy.deepcopy(module)
     continual = convert_module(source, options)
@@ -113,11 +112,16 @@ def to_continual(module: nn.Module, pool_window: int | None = None, cache: Cache
     return continual
 
 
+def check_pool_window(frames: object) -> None:
+    """Refuse a pool window that is not a whole number of frames >= 1."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"pool_window must be a positive whole number of frames, got {frames!r}")
+
+
 def configure_pool_window(model: nn.Module, frames: int) -> None:
     """Set every global average pool's window to span ``frames`` input frames of ``model`` (this resets
     the model: a stream's pooled state has the old window's length)."""
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ValueError(f"pool_window must be a positive whole number of frames, got {frames!r}")
+    check_pool_window(frames)
     model.reset()  # type: ignore[attr-defined]
     model.bind_schedule()  # type: ignore[attr-defined]
     for pool in model.modules():

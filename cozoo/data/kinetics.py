@@ -24,7 +24,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from cozoo.data.samplers import ClipSampler, RandomClipSampler, resampled_length, to_video_frames
+from cozoo.data.samplers import (
+    ClipSampler,
+    RandomClipSampler,
+    resampled_length,
+    samples_by_time,
+    to_video_frames,
+)
 from cozoo.data.transforms import to_float_clip
 from cozoo.data.video import PathLike, VideoDecodeError, VideoEndedEarly, VideoInfo, probe_video, read_frames
 
@@ -379,10 +385,10 @@ class KineticsDataset(Dataset):
     def _clip_indices(self, video: int, clip: int) -> list[int]:
         """Video frames of clip ``clip``: sampled by frame index, or with ``target_fps`` on that timeline."""
         count, fps = self._num_frames[video], self._fps.get(video, 0.0)
-        if self.target_fps is None or fps <= 0 or abs(fps - self.target_fps) < 1e-3:
+        if not samples_by_time(fps, self.target_fps):
             return self.sampler(count, clip)
-        indices = self.sampler(resampled_length(count, fps, self.target_fps), clip)
-        return to_video_frames(indices, fps, self.target_fps, count)
+        indices = self.sampler(resampled_length(count, fps, self.target_fps), clip)  # type: ignore[arg-type]
+        return to_video_frames(indices, fps, self.target_fps, count)  # type: ignore[arg-type]
 
     def _load(self, video: int, clip: int, crop: int) -> torch.Tensor:
         _, path = self.videos[video]

@@ -39,6 +39,17 @@ def _check_clip(frames: int, sampling_rate: int) -> None:
         raise ValueError(f"frames and sampling_rate must be >= 1, got {frames} and {sampling_rate}")
 
 
+def samples_by_time(video_fps: float | None, target_fps: float | None) -> bool:
+    """Whether a video is sampled on a ``target_fps`` timeline: a target is set, the video's rate is known
+    and differs from it by at least 0.001 fps (nearer rates are sampled by frame index)."""
+    return target_fps is not None and bool(video_fps) and abs(video_fps - target_fps) >= 1e-3  # type: ignore[operator]
+
+
+def video_frame_at(index: float, video_fps: float, target_fps: float) -> int:
+    """The video frame on screen at instant ``index / target_fps`` (unclamped)."""
+    return math.floor(index * video_fps / target_fps + 1e-6)
+
+
 def resampled_length(num_video_frames: int, video_fps: float, target_fps: float) -> int:
     """How many instants ``0, 1/target_fps, 2/target_fps, ...`` fall within a video of
     ``num_video_frames`` frames at ``video_fps`` (at least 1): its length on a ``target_fps`` timeline."""
@@ -52,8 +63,7 @@ def to_video_frames(
     """The video frame on screen at each instant ``index / target_fps``: the clip samplers' indices on a
     ``target_fps`` timeline, as frames of a video at ``video_fps`` (identity when the rates are equal)."""
     _check_rates(video_fps, target_fps)
-    scale = video_fps / target_fps
-    return [min(math.floor(i * scale + 1e-6), num_video_frames - 1) for i in indices]
+    return [min(video_frame_at(i, video_fps, target_fps), num_video_frames - 1) for i in indices]
 
 
 def _check_rates(video_fps: float, target_fps: float) -> None:

@@ -12,7 +12,7 @@ from torch import nn
 
 from cozoo.data import CorruptVideoWarning, KineticsDataset, VideoDecodeError, eval_transform
 from cozoo.registry import create_model, get_config, list_models
-from cozoo.streaming import FrameTransform, VideoStreamer, stream_video
+from cozoo.streaming import FrameTransform, VideoStreamer, stream_video_to_end
 
 
 def build_continual(
@@ -67,15 +67,13 @@ def streaming_accuracy(
     correct = padded = skipped = pushed = 0
     for record, path in dataset.videos:
         try:
-            predictions = list(stream_video(streamer, path))
+            last = stream_video_to_end(streamer, path)[-1]
         except VideoDecodeError as err:
             warnings.warn(f"streaming: skipping video: {err}", CorruptVideoWarning, stacklevel=2)
             skipped += 1
             continue
-        last = predictions[-1] if predictions else streamer.pad_until_output()
-        padded += not predictions
+        padded += streamer.padded > 0
         pushed += streamer.steps
-        assert last is not None
         if int(last.logits.argmax(-1)) == dataset.label_map[record.label]:
             correct += 1
     videos = len(dataset.videos) - skipped
