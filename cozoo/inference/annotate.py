@@ -43,9 +43,10 @@ def draw_overlay(image: np.ndarray, top: Sequence[tuple[str, float]] | None, row
     else:
         for row, (label, prob) in enumerate(top[:rows]):
             y = 2 + row * ROW
-            draw.text((3, y), f"{prob:4.2f} {label}", fill=(255, 255, 255), font=font)
-            length = round(prob * (panel.width - 6))
-            draw.rectangle((3, y + LINE, 3 + length, y + LINE + BAR - 1), fill=(80, 200, 120))
+            draw.text((3, y), f"{prob:6.1%} {label}", fill=(255, 255, 255), font=font)
+            length = round(prob * (panel.width - 7))
+            draw.rectangle((3, y + LINE, panel.width - 4, y + LINE + BAR - 1), fill=(70, 70, 70))  # track
+            draw.rectangle((3, y + LINE, 3 + length, y + LINE + BAR - 1), fill=(80, 220, 120))
     canvas.paste(panel, (left, top_px))
     return np.asarray(canvas)
 

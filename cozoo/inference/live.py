@@ -180,6 +180,12 @@ class LiveRunner:
         self.seconds = 0.0
         self._stop = threading.Event()
 
+    def stop(self) -> None:
+        """End the run from another thread or a callback: sources stop between frames, outputs are
+        finalised as at the end."""
+        self._stop.set()
+        self.buffer.close()
+
     def _steps_at(self, frame: SourceFrame) -> int:
         return steps_at_frame(frame.segment_index, self.options.sampling_rate, frame.fps or None,
                               self.options.target_fps)

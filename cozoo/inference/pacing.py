@@ -88,8 +88,10 @@ class FrameBuffer:
 
     def take(self, timeout: float = 0.1) -> dict[int, QueuedFrame] | None:
         """The oldest queued frame of every source that has one (waits up to ``timeout`` for any); ``{}``
-        if none came in time, None when every source has ended and been drained."""
+        if none came in time, None when every source has ended and been drained, or the buffer was closed."""
         with self._cond:
+            if self.closed:
+                return None
             if not any(self.queues):
                 if all(self.ended):
                     return None
