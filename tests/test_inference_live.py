@@ -122,7 +122,11 @@ def test_parse_source(video: Path, tmp_path: Path) -> None:
     spec = parse_source("rtsp://10.0.0.2/stream")
     assert (spec.kind, spec.live, spec.options) == ("network", True, {"rtsp_transport": "tcp"})
     assert parse_source("tcp://127.0.0.1:9/").kind == "network"
-    assert (parse_source("/dev/video0").format, parse_source("/dev/video0").url) == ("v4l2", "/dev/video0")
+    if Path("/dev/video0").exists():
+        assert parse_source("/dev/video0").format == "v4l2"
+    with pytest.raises(FileNotFoundError, match="capture device not found: '/dev/video99'"):
+        parse_source("/dev/video99")
+    assert parse_source("v4l2:/dev/video99").format == "v4l2"  # explicit: opened (and failing) later
     camera = parse_source("avfoundation:0")
     assert (camera.kind, camera.format, camera.url) == ("device", "avfoundation", "0")
     assert parse_source("dshow:video=Cam").url == "video=Cam"
@@ -154,22 +158,22 @@ def test_frame_buffer_drops_oldest_for_live_and_waits_for_files() -> None:
         frame = SourceFrame(i, 0, i, None, torch.zeros(1), 0.0, 0.0)
         return QueuedFrame(frame, steps, None)
 
-    buffer = FrameBuffer(2, capacity=2, drop_oldest=[True, False])
-    for i in range(5):
-        assert buffer.put(0, item(i, steps=i % 2))
-    assert [q.frame.index for q in buffer.queues[0]] == [3, 4]
+    buffer = FrameBuffer(2, capacity=3, drop_oldest=[True, False])
+    for i, steps in enumerate([1, 1, 0, 1, 1]):  # frame 2 only to be drawn: dropped first
+        assert buffer.put(0, item(i, steps))
+    assert [q.frame.index for q in buffer.queues[0]] == [1, 3, 4]
     counts = buffer.counts[0]
-    assert (counts.dropped, counts.dropped_steps, counts.high_water) == (3, 1, 2)
-    buffer.put(1, item(0))
-    buffer.put(1, item(1))
-    blocked = threading.Thread(target=buffer.put, args=(1, item(2)))
+    assert (counts.dropped, counts.dropped_steps, counts.high_water) == (2, 1, 3)
+    for i in range(3):
+        buffer.put(1, item(i))
+    blocked = threading.Thread(target=buffer.put, args=(1, item(3)))
     blocked.start()  # a file's reader waits for room
     blocked.join(0.2)
-    assert blocked.is_alive() and len(buffer.queues[1]) == 2
+    assert blocked.is_alive() and len(buffer.queues[1]) == 3
     taken = buffer.take()
-    assert taken is not None and {i: q.frame.index for i, q in taken.items()} == {0: 3, 1: 0}
+    assert taken is not None and {i: q.frame.index for i, q in taken.items()} == {0: 1, 1: 0}
     blocked.join(5)
-    assert not blocked.is_alive() and [q.frame.index for q in buffer.queues[1]] == [1, 2]
+    assert not blocked.is_alive() and [q.frame.index for q in buffer.queues[1]] == [1, 2, 3]
     assert buffer.counts[1].dropped == 0
     buffer.end(0)
     buffer.end(1)
@@ -345,6 +349,18 @@ def test_annotated_video_decodes_back_with_the_overlay_only_in_its_box(
     changed = np.abs(annotated.astype(int) - reencoded.astype(int)).max(axis=-1)
     assert (changed[:, outside] == 0).all()
     assert (changed[:, top_px:bottom, left:right].mean(axis=(1, 2)) > 20).all()
+
+
+def test_overlay_grows_with_the_frame_and_stays_in_its_box() -> None:
+    for height, width in ((48, 64), (1080, 1920)):
+        image = np.full((height, width, 3), 128, np.uint8)
+        drawn = draw_overlay(image, [("left", 0.9), ("right", 0.1)], 2)
+        left, top, right, bottom = overlay_box(width, height, 2)
+        changed = (drawn != image).any(axis=-1)
+        inside = changed[top:bottom, left:right]
+        assert inside.mean() > 0.5 and changed.sum() == inside.sum()
+        assert bottom - top == min(height, (4 + 2 * 17) * max(1, round(height / 360)))
+        np.testing.assert_array_equal(image, 128)  # the input is left alone
 
 
 def test_ctrl_c_keeps_outputs_valid(model: torch.nn.Module, video: Path, tmp_path: Path) -> None:

@@ -12,20 +12,31 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-LINE = 12  # pixels per text line (PIL's built-in bitmap font is 11 px high)
-BAR = 3  # height of each probability bar
+LINE, BAR = 12, 3  # pixels per text line (PIL's built-in font is 11 px high) and per probability bar
 ROW = LINE + BAR + 2
+
+
+def _scale(height: int) -> int:
+    """Overlay size factor: 1 up to 480-line frames, then one more per 360 lines (legible at 1080p)."""
+    return max(1, round(height / 360))
+
+
+@lru_cache(maxsize=8)
+def _font(scale: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default() if scale == 1 else ImageFont.load_default(size=10 * scale)
 
 
 def overlay_box(width: int, height: int, rows: int) -> tuple[int, int, int, int]:
     """The panel ``(left, top, right, bottom)`` (right/bottom exclusive) holding ``rows`` classes."""
-    return 0, 0, min(width, 200), min(height, 4 + max(rows, 1) * ROW)
+    scale = _scale(height)
+    return 0, 0, min(width, 200 * scale), min(height, (4 + max(rows, 1) * ROW) * scale)
 
 
 def draw_overlay(image: np.ndarray, top: Sequence[tuple[str, float]] | None, rows: int) -> np.ndarray:
@@ -33,20 +44,22 @@ def draw_overlay(image: np.ndarray, top: Sequence[tuple[str, float]] | None, row
     pairs, highest first (None: no prediction yet). Pixels outside `overlay_box` are unchanged."""
     height, width = image.shape[:2]
     left, top_px, right, bottom = overlay_box(width, height, rows)
+    scale, font = _scale(height), _font(_scale(height))
     canvas = Image.fromarray(image)
     panel = canvas.crop((left, top_px, right, bottom))
     panel = Image.blend(panel, Image.new("RGB", panel.size), 0.65)  # darken, keep a hint of the scene
     draw = ImageDraw.Draw(panel)
-    font = ImageFont.load_default()
     if top is None:
-        draw.text((3, 2), "warming up...", fill=(255, 255, 255), font=font)
+        draw.text((3 * scale, 2 * scale), "warming up...", fill=(255, 255, 255), font=font)
     else:
         for row, (label, prob) in enumerate(top[:rows]):
-            y = 2 + row * ROW
-            draw.text((3, y), f"{prob:6.1%} {label}", fill=(255, 255, 255), font=font)
-            length = round(prob * (panel.width - 7))
-            draw.rectangle((3, y + LINE, panel.width - 4, y + LINE + BAR - 1), fill=(70, 70, 70))  # track
-            draw.rectangle((3, y + LINE, 3 + length, y + LINE + BAR - 1), fill=(80, 220, 120))
+            y = (2 + row * ROW) * scale
+            draw.text((3 * scale, y), f"{prob:6.1%}  {label}", fill=(255, 255, 255), font=font)
+            bar = (y + LINE * scale, y + (LINE + BAR) * scale - 1)
+            end = panel.width - 4 * scale
+            draw.rectangle((3 * scale, bar[0], end, bar[1]), fill=(70, 70, 70))  # the bar's track
+            draw.rectangle((3 * scale, bar[0], 3 * scale + round(prob * (end - 3 * scale)), bar[1]),
+                           fill=(80, 220, 120))
     canvas.paste(panel, (left, top_px))
     return np.asarray(canvas)
 

@@ -6,8 +6,9 @@ Policy when the model is slower than a live source (documented in the README):
    ``sampling_rate``-th frame, or the frames on screen at its ``target_fps`` instants) are queued
    (`skipped` counts the others; with an annotated video they are queued too, to be drawn).
 2. The buffer holds at most ``capacity`` frames per source. When a live source's buffer is full the
-   **oldest** queued frame is dropped (`dropped`): the model always works on the newest frames, so the
-   delay behind real time stays bounded by ``capacity`` frames plus one model step.
+   oldest frame queued only to be drawn is dropped, or if there is none the **oldest** queued frame
+   (`dropped`): the model always works on the newest frames, so the delay behind real time stays bounded
+   by ``capacity`` frames plus one model step.
 
 A file is never dropped from: its reader waits for room (read as fast as the model goes). With
 ``realtime`` it is paced by its timestamps, as if it were live, and then drops like a live source.
@@ -68,7 +69,9 @@ class FrameBuffer:
             queue, counts = self.queues[source], self.counts[source]
             while len(queue) >= self.capacity and not self.closed:
                 if self.drop_oldest[source]:
-                    old = queue.popleft()
+                    # a frame queued only to be drawn goes first; then the oldest
+                    old = next((q for q in queue if not q.steps), queue[0])
+                    queue.remove(old)
                     counts.dropped += 1
                     counts.dropped_steps += old.steps
                 else:

@@ -61,6 +61,8 @@ def parse_source(text: str) -> SourceSpec:
     if sep and prefix in DEVICE_FORMATS:
         return SourceSpec(text, "device", device, prefix)
     if text.startswith("/dev/video"):
+        if not os.path.exists(text):
+            raise FileNotFoundError(f"capture device not found: {text!r}")
         return SourceSpec(text, "device", text, "v4l2")
     if text.isdigit():
         return _camera_number(text)
