@@ -240,6 +240,36 @@ def test_tcp_stream_equals_the_file(model: torch.nn.Module, video: Path, tmp_pat
 
 
 @needs_ffmpeg
+def test_udp_stream_equals_the_file_and_times_out(model: torch.nn.Module, video: Path) -> None:
+    """MPEG-TS over loopback UDP (the client listens; ffmpeg sends once it is bound): the frames that came
+    give the file's predictions, and the silence after the last one ends the source after its timeout."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    messages: list[str] = []
+    runner = LiveRunner(model, TRANSFORM, [parse_source(f"udp://127.0.0.1:{port}")], CLASSES,
+                        LiveOptions(capacity=FRAMES + 1, keep=True,
+                                    reconnect=ReconnectPolicy(retries=0, timeout=1)), log=messages.append)
+    result: list = []
+    thread = threading.Thread(target=lambda: result.extend(runner.run()))
+    thread.start()
+    wanted = f"0100007F:{port:04X} 00000000:0000"
+    for _ in range(200):  # until the client's socket is bound
+        if wanted in Path("/proc/net/udp").read_text() or not thread.is_alive():
+            break
+        threading.Event().wait(0.05)
+    sender = subprocess.run([FFMPEG, "-nostdin", "-v", "error", "-re", "-i", str(video), "-c", "copy", "-f",
+                             "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"], timeout=60, check=False)
+    thread.join(60)
+    assert sender.returncode == 0 and not thread.is_alive()
+    (run,) = result
+    reference = _reference(model, video)
+    assert len(reference) - 4 <= len(run.kept) <= len(reference)  # the decoder may hold the last frames
+    _assert_same(run.kept, reference[: len(run.kept)])
+    assert messages == [f"udp://127.0.0.1:{port}: no data for 1 s; giving up after 0 reconnection attempts"]
+
+
+@needs_ffmpeg
 def test_killed_server_is_reconnected_and_warm_up_restarts(model: torch.nn.Module, video: Path,
                                                            tmp_path: Path) -> None:
     port = _free_port()

@@ -177,7 +177,7 @@ def read_source(
         if segment_index:  # frames came, then the connection dropped: the next one is a new segment
             segment += 1
         failures += 1
-        why = f"{error}" if error else "stream ended"
+        why = _why(error, policy.timeout)
         if failures > policy.retries:
             log(f"{spec.text}: {why}; giving up after {policy.retries} reconnection attempts")
             if index == 0:
@@ -186,3 +186,12 @@ def read_source(
         log(f"{spec.text}: {why}; reconnecting in {delay:g} s (attempt {failures}/{policy.retries})")
         stop.wait(delay)
         delay = min(delay * 2, policy.max_delay)
+
+
+def _why(error: Exception | None, timeout: float) -> str:
+    """A dropped connection's cause in words (FFmpeg reports a timeout as an "immediate exit")."""
+    if error is None:
+        return "stream ended"
+    if isinstance(error, av.ExitError):
+        return f"no data for {timeout:g} s"
+    return str(error)
