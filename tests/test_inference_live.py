@@ -438,6 +438,13 @@ def test_cli_stream_jsonl_to_stdout_and_annotated_video(
         assert len(frames) == FRAMES and rate == FPS
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(records[0] | {"lag": "late"}, jsonl_schema())
+    common = [str(video), "--model", "colate_fusion", "--crop", str(CROP)]
+    assert main(["stream", *common, "--out", str(tmp_path)]) == 2
+    assert "--out '" in (err := capsys.readouterr().err) and "is a directory; give an .mp4 file name" in err
+    assert main(["stream", *common, "--jsonl", str(tmp_path / "out-0.mp4" / "x.jsonl")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert main(["stream", *common, "--reconnect-retries", "-1"]) == 2
+    assert "--reconnect-retries must be 0 or more, got -1" in capsys.readouterr().err
 
 
 @needs_ffmpeg

@@ -31,15 +31,20 @@ def _weights(loaded: LoadedModel) -> str:
     return "random weights (pass --checkpoint or --pretrained for meaningful predictions)"
 
 
-def _check_plot_path(args: argparse.Namespace) -> None:
-    """Refuse an unusable plot path before the model is loaded and the video streamed."""
-    if args.plot:
-        plot = Path(args.plot)
-        if plot.is_dir():
-            raise ValueError(f"--plot {args.plot!r} is a directory; give a PNG file name")
-        parent = next((p for p in plot.absolute().parents if p.exists()), None)
-        if parent is not None and not parent.is_dir():
-            raise ValueError(f"--plot {args.plot!r}: {str(parent)!r} is not a directory")
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse an unusable output path before the model is loaded and the video streamed."""
+    if args.reconnect_retries < 0:
+        raise ValueError(f"--reconnect-retries must be 0 or more, got {args.reconnect_retries}")
+    jsonl = None if args.jsonl == "-" else args.jsonl
+    for flag, value, what in (("--plot", args.plot, "a PNG file name"), ("--out", args.out, "an .mp4 file "
+                              "name"), ("--jsonl", jsonl, "a file name or -")):
+        if value:
+            path = Path(value)
+            if path.is_dir():
+                raise ValueError(f"{flag} {value!r} is a directory; give {what}")
+            parent = next((p for p in path.absolute().parents if p.exists()), None)
+            if parent is not None and not parent.is_dir():
+                raise ValueError(f"{flag} {value!r}: {str(parent)!r} is not a directory")
 
 
 def _numbered(path: str | None, count: int) -> list[str] | None:
@@ -91,7 +96,7 @@ def _stream(args: argparse.Namespace) -> int:
         raise ValueError(f"--cuda-graphs needs a CUDA device (--device cuda), got --device {args.device}")
     specs = [parse_source(text) for text in args.sources]  # a missing file fails here, before any loading
     declared = {i: probe_video(spec.url) for i, spec in enumerate(specs) if spec.kind == "file"}
-    _check_plot_path(args)
+    _check_output_paths(args)
     several = len(specs) > 1
     human = sys.stderr if args.jsonl == "-" else sys.stdout  # standard output holds only JSON then
     loaded = load_from_args(args)
@@ -118,12 +123,16 @@ def _stream(args: argparse.Namespace) -> int:
             progress.set_postfix_str(f"{record['lag']:.2f} s behind, "
                                      f"{sum(c.dropped for c in runner.buffer.counts)} dropped", refresh=False)
 
+    def advance() -> None:  # frames decoded so far, including those the model's frame-rate rule skips
+        progress.update(sum(counts.decoded for counts in runner.buffer.counts) - progress.n)
+
     jsonl = JsonLines(args.jsonl) if args.jsonl else None
     runner = LiveRunner(continual, transform, specs, names, options, args.device,
                         SeparateStreams(continual, cuda_graphs=args.cuda_graphs), jsonl,
-                        _numbered(args.out, len(specs)), on_prediction, lambda run, item: progress.update(),
+                        _numbered(args.out, len(specs)), on_prediction, lambda run, item: advance(),
                         log=lambda message: tqdm.write(f"cozoo stream: {message}", file=sys.stderr))
     runs = runner.run()
+    advance()
     progress.close()
     for message in runner.warnings:
         warnings.warn(message, CorruptVideoWarning, stacklevel=1)

@@ -116,7 +116,6 @@ class SourceRun:
     last_fed: SourceFrame | None = None
     writer: AnnotatedWriter | None = None
     error: BaseException | None = None
-    ended: bool = False
 
 
 @dataclass

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from cozoo.inference.sources import SourceFrame
@@ -114,7 +114,7 @@ class FrameBuffer:
 def start_reader(
     buffer: FrameBuffer,
     source: int,
-    frames: Iterator[SourceFrame],
+    frames: Generator[SourceFrame, None, None],
     steps_at: Callable[[SourceFrame], int],
     keep_all: bool,
     live: bool,
@@ -146,6 +146,8 @@ def start_reader(
         except BaseException as err:  # handed to the model loop, which reports it
             buffer.end(source, err)
             return
+        finally:
+            frames.close()  # closes the container now, not when the generator is collected
         buffer.end(source)
 
     thread = threading.Thread(target=run, name=f"cozoo-source-{source}", daemon=True)

@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -137,7 +137,7 @@ def read_source(
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
     stop: threading.Event | None = None,
     warnings_out: list[str] | None = None,
-) -> Iterator[SourceFrame]:
+) -> Generator[SourceFrame, None, None]:
     """Decode ``spec`` frame by frame. A file or device ends at its end (a file that fails to open or
     decode raises `VideoDecodeError`; one that ends well short of its declared length adds a line to
     ``warnings_out``). A network source that fails or ends is reopened after ``policy``'s delay, up to
@@ -167,7 +167,9 @@ def read_source(
                 error = err
             finally:
                 container.close()
-        if spec.kind != "network" or stop.is_set():
+        if stop.is_set():
+            return
+        if spec.kind != "network":
             if error is not None or index == 0:
                 raise VideoDecodeError(spec.text, str(error) if error else "no frame could be decoded")
             if declared is not None and index + FRAME_COUNT_SLACK < declared and warnings_out is not None:
