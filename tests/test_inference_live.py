@@ -39,6 +39,7 @@ FRAMES, FPS = 40, 20
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FFMPEG = shutil.which("ffmpeg")
+RTSP_SERVER = shutil.which("rtsp-server-perl")  # Debian's rtsp-server-perl, installed by .ci/run
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None and not os.environ.get("CI"),
                                   reason="ffmpeg not installed (.ci/run installs it)")
 
@@ -309,6 +310,60 @@ def test_killed_server_is_reconnected_and_warm_up_restarts(model: torch.nn.Modul
     for live, ref in zip(segment_1, reference, strict=False):
         torch.testing.assert_close(live.logits, ref.logits, rtol=0, atol=0)
         assert live.frame_index - event["frame"] == ref.frame_index
+
+
+@pytest.mark.skipif((FFMPEG is None or RTSP_SERVER is None) and not os.environ.get("CI"),
+                    reason="ffmpeg and rtsp-server-perl not installed (.ci/run installs them)")
+def test_rtsp_stream_frames_and_predictions(model: torch.nn.Module, tmp_path: Path) -> None:
+    """An RTSP server on loopback (rtsp-server-perl, fed by ffmpeg looping an all-intra video, not
+    re-encoded): the frames that arrive are the file's, in order, and their predictions are those of the
+    per-file streamer on the same frames."""
+    images = np.stack([np.roll(np.random.default_rng(t).integers(0, 256, (48, 64, 3), dtype=np.uint8), t, 1)
+                       for t in range(FRAMES)])
+    intra = tmp_path / "intra.mp4"
+    with av.open(str(intra), "w") as container:  # every frame a key frame: decodable wherever one joins
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"crf": "10", "preset": "veryfast", "x264-params": "keyint=1"}
+        for image in images:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    decoded = read_frames(intra)
+    client_port, source_port = _free_port(), _free_port()
+    loopback = ["--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1"]
+    server = subprocess.Popen([RTSP_SERVER, "-c", str(client_port), "-s", str(source_port), *loopback],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    publisher = None
+    try:
+        _wait_listening(source_port, server)
+        publisher = subprocess.Popen([FFMPEG, "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i",
+                                      str(intra), "-c", "copy", "-f", "rtsp",
+                                      f"rtsp://127.0.0.1:{source_port}/cam"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        received: list[torch.Tensor] = []
+        runner = LiveRunner(
+            model, TRANSFORM, [parse_source(f"rtsp://127.0.0.1:{client_port}/cam", rtsp_transport="udp")],
+            CLASSES, LiveOptions(capacity=FRAMES, keep=True,  # opening fails until the stream is published
+                                 reconnect=ReconnectPolicy(retries=40, delay=0.1, max_delay=0.2, timeout=5)),
+            on_frame=lambda run, item: received.append(item.frame.image),
+            on_prediction=lambda run, prediction, record: runner.stop() if run.predictions >= 12 else None,
+            log=lambda message: None)
+        (run,) = runner.run()
+    finally:
+        for process in (publisher, server):
+            if process is not None:
+                process.kill()
+                process.wait(timeout=10)
+    assert run.reconnects == 0 and run.predictions == 12
+    start = next(i for i, image in enumerate(received) if any(torch.equal(image, d) for d in decoded))
+    offset = next(t for t in range(FRAMES) if torch.equal(received[start], decoded[t]))
+    assert start <= 2  # at most a partial frame or two where the client joined
+    for i, image in enumerate(received[start:]):
+        torch.testing.assert_close(image, decoded[(offset + i) % FRAMES], rtol=0, atol=0)
+    streamer = VideoStreamer(model, TRANSFORM)
+    assert len(received) == run.steps  # every frame taken was stepped (sampling rate 1)
+    reference = list(streamer.feed(received))
+    _assert_same(run.kept, reference)
 
 
 class SlowStreams(SeparateStreams):

@@ -94,7 +94,8 @@ def _header(args: argparse.Namespace, loaded: LoadedModel, streamer: VideoStream
 def _stream(args: argparse.Namespace) -> int:
     if args.cuda_graphs and not str(args.device).startswith("cuda"):
         raise ValueError(f"--cuda-graphs needs a CUDA device (--device cuda), got --device {args.device}")
-    specs = [parse_source(text) for text in args.sources]  # a missing file fails here, before any loading
+    # a missing file fails here, before any loading
+    specs = [parse_source(text, args.rtsp_transport) for text in args.sources]
     declared = {i: probe_video(spec.url) for i, spec in enumerate(specs) if spec.kind == "file"}
     _check_output_paths(args)
     several = len(specs) > 1
@@ -216,6 +217,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         "model the oldest queued frame is dropped")
     parser.add_argument("--reconnect-retries", type=int, default=5, metavar="N",
                         help="attempts in a row to reopen a network source that dropped (default 5)")
+    parser.add_argument("--rtsp-transport", choices=("tcp", "udp", "auto"), default="tcp",
+                        help="how RTSP sources send their media (default tcp; auto: UDP, then TCP)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or status line")
     parser.add_argument("--plot-classes", type=positive_int, default=5,
                         help="classes drawn in the plot (default 5)")

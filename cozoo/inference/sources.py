@@ -46,16 +46,20 @@ class SourceSpec:
         return self.kind != "file"
 
 
-def parse_source(text: str) -> SourceSpec:
+def parse_source(text: str, rtsp_transport: Literal["tcp", "udp", "auto"] = "tcp") -> SourceSpec:
     """A file path, a network URL (``rtsp://...``, ``tcp://...``, see `NETWORK_SCHEMES`), a Linux capture
     device (``/dev/video0``), ``FORMAT:DEVICE`` (``v4l2:/dev/video1``, ``avfoundation:0``,
-    ``dshow:video=Integrated Camera``) or a bare camera number (``0``: the platform's first camera)."""
-    scheme, sep, rest = text.partition("://")
+    ``dshow:video=Integrated Camera``) or a bare camera number (``0``: the platform's first camera).
+
+    RTSP media comes over TCP by default (no packet loss, passes NAT); ``"udp"`` asks for RTP over UDP,
+    ``"auto"`` lets FFmpeg try UDP first and fall back to TCP."""
+    scheme, sep, _ = text.partition("://")
     if sep:
         if scheme.lower() not in NETWORK_SCHEMES:
             raise ValueError(f"unsupported URL scheme {scheme!r} in {text!r}; use one of "
                              f"{', '.join(NETWORK_SCHEMES)}, a file or a capture device")
-        options = {"rtsp_transport": "tcp"} if scheme.lower().startswith("rtsp") else {}
+        rtsp = scheme.lower().startswith("rtsp") and rtsp_transport != "auto"
+        options = {"rtsp_transport": rtsp_transport} if rtsp else {}
         return SourceSpec(text, "network", text, None, options)
     prefix, sep, device = text.partition(":")
     if sep and prefix in DEVICE_FORMATS:
