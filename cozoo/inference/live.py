@@ -245,6 +245,7 @@ class LiveRunner:
         run.reconnects += 1
         self.batcher.reset(run.sid)
         run.log.clear()
+        run.latest = None  # the overlay says "warming up" again until the new connection's first output
         if self.jsonl is not None:
             self.jsonl.write({"type": "reconnect", "source": run.spec.text, "source_index": run.index,
                               "segment": frame.segment, "frame": frame.index})
