@@ -30,8 +30,8 @@ from cozoo.inference.jsonl import JsonLines, jsonl_schema
 from cozoo.inference.live import LiveOptions, LiveRunner, SeparateStreams, StepLog, stamp
 from cozoo.inference.pacing import FrameBuffer, QueuedFrame
 from cozoo.inference.sources import ReconnectPolicy, SourceFrame, parse_source, read_source
+from cozoo.inference.video import VideoStreamer, frame_transform, stream_video
 from cozoo.registry import get_config
-from cozoo.streaming import VideoStreamer, frame_transform, stream_video
 
 CROP = 32
 CLASSES = ["left", "right", "grow"]

@@ -15,12 +15,13 @@ from cozoo.commands import positive_int
 from cozoo.commands.evaluate import add_model_arguments, load_from_args
 from cozoo.data.kinetics import CorruptVideoWarning
 from cozoo.data.video import probe_video
-from cozoo.evaluate import LoadedModel
+from cozoo.evaluation.evaluate import LoadedModel
 from cozoo.fuse import fuse_conv_bn
 from cozoo.inference.jsonl import JsonLines
 from cozoo.inference.live import LiveOptions, LiveRunner, SeparateStreams, SourceRun
+from cozoo.inference.plots import plot_probabilities
 from cozoo.inference.sources import ReconnectPolicy, parse_source
-from cozoo.streaming import FramePrediction, VideoStreamer, frame_transform, plot_probabilities
+from cozoo.inference.video import FramePrediction, VideoStreamer, frame_transform
 
 
 def _weights(loaded: LoadedModel) -> str:

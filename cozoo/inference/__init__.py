@@ -1,4 +1,14 @@
-"""Inference on video: live and file sources, pacing, JSON lines and annotated video output.
+"""Inference on video: the one home for running a model over frames as they come.
 
-Kept light: importing the package imports no submodule (each is imported where it is used).
+* `cozoo.continual.stream` (`Stream`, `Prediction`): a continual model stepped frame by frame (it sits with
+  the continual core, because ``model.stream()`` builds it).
+* `cozoo.inference.video`: decoding a video file, preprocessing each frame as the clip transform does, and
+  stepping a model over it (`VideoStreamer`, `stream_video`).
+* `cozoo.inference.plots`: probabilities over time.
+* Live video (``cozoo stream``): `cozoo.inference.sources` (files, network URLs, capture devices;
+  reconnection), `cozoo.inference.pacing` (reader threads, bounded buffers, the drop policy),
+  `cozoo.inference.live` (one model over one or many sources), `cozoo.inference.jsonl` (JSON lines and their
+  schema) and `cozoo.inference.annotate` (the annotated MP4).
+
+This ``__init__`` imports nothing, so torch-free modules of the package stay importable without torch.
 """

@@ -27,7 +27,7 @@ from cozoo.inference.annotate import AnnotatedWriter, draw_overlay
 from cozoo.inference.jsonl import JsonLines
 from cozoo.inference.pacing import FrameBuffer, QueuedFrame, start_reader
 from cozoo.inference.sources import ReconnectPolicy, SourceFrame, SourceSpec, read_source
-from cozoo.streaming import FramePrediction, FrameTransform, steps_at_frame
+from cozoo.inference.video import FramePrediction, FrameTransform, steps_at_frame
 
 
 class StreamBatcher(Protocol):
