@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from cozoo.layers.heads import FeatureHeads
+
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
 
@@ -135,6 +137,8 @@ def create_model(
     ``pretrained=True`` loads the published checkpoint (downloaded and cached, see `cozoo.weights`);
     a string is a path to a checkpoint file. ``num_classes`` different from the checkpoint's resets
     only the classifier (a freshly initialised final linear layer); all other weights are kept.
+    ``num_classes=0`` puts the identity in the classifier's place: the model outputs its pooled features
+    (timm's convention; ``model.num_features`` wide).
     Extra keyword arguments go to the builder (e.g. ``pool_window=64`` for continual variants).
     """
     config = get_config(name)
@@ -159,12 +163,12 @@ def create_model(
                 f"{err}. The builder arguments {changed} change the architecture from the one the weights "
                 "were made for"
             ) from None
-    if num_classes is not None and classifier(model)[1].out_features != num_classes:
+    if num_classes is not None and _outputs(model) != num_classes:
         reset_classifier(model, num_classes)
     if config.continual and "pool_window" in kwargs:  # the config describes the model as built
         config = dataclasses.replace(config, frames=int(kwargs["pool_window"]))
     if pretrained or num_classes is not None:
-        outputs = classifier(model)[1].out_features  # a checkpoint's or the caller's class count
+        outputs = _outputs(model)  # a checkpoint's or the caller's class count
         if outputs != config.num_classes:
             config = dataclasses.replace(config, num_classes=outputs)
     model.cozoo_config = config  # type: ignore[attr-defined]
@@ -179,9 +183,16 @@ def _class_count(num_classes: object) -> int | None:
         count = None if isinstance(num_classes, bool) else operator.index(num_classes)  # type: ignore[arg-type]
     except TypeError:
         count = None
-    if count is None or count < 1:
-        raise ValueError(f"num_classes must be a whole number of at least 1, got {num_classes!r}")
+    if count is None or count < 0:
+        raise ValueError(f"num_classes must be a whole number >= 0 (0: features out), got {num_classes!r}")
     return count
+
+
+def _outputs(model: nn.Module) -> int:
+    """The model's class count (0 when its classifier was reset to the identity: features out)."""
+    if isinstance(model, FeatureHeads):
+        return model.num_classes
+    return classifier(model)[1].out_features
 
 
 def classifier(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -196,7 +207,11 @@ def classifier(model: nn.Module) -> tuple[str, nn.Linear]:
 
 
 def reset_classifier(model: nn.Module, num_classes: int) -> None:
-    """Replace the last ``nn.Linear`` of a model by a fresh one with ``num_classes`` outputs."""
+    """Replace the last ``nn.Linear`` of a model by a fresh one with ``num_classes`` outputs (a zoo model's
+    own `reset_classifier`, which also takes 0: features out)."""
+    if isinstance(model, FeatureHeads):
+        model.reset_classifier(num_classes)
+        return
     last_name, last = classifier(model)
     parent = model.get_submodule(last_name.rpartition(".")[0]) if "." in last_name else model
     new = nn.Linear(last.in_features, num_classes, bias=last.bias is not None)

@@ -179,12 +179,13 @@ class ContinualModule:
                 outputs.append(out)
         return torch.stack(outputs, dim=2) if outputs else None
 
-    def stream(self, cuda_graphs: bool = False):  # -> cozoo.continual.stream.Stream
+    def stream(self, cuda_graphs: bool = False, features: bool = False):  # -> cozoo.continual.stream.Stream
         """A `Stream` over this model (resets it): ``stream.push(frame)`` returns a `Prediction` or None.
-        ``cuda_graphs``: replay steps as CUDA graphs (a model on a CUDA device)."""
+        ``cuda_graphs``: replay steps as CUDA graphs (a model on a CUDA device); ``features``: predictions
+        carry each step's pooled features instead of logits."""
         from cozoo.continual.stream import Stream
 
-        return Stream(self, cuda_graphs=cuda_graphs)  # type: ignore[arg-type]
+        return Stream(self, cuda_graphs=cuda_graphs, features=features)  # type: ignore[arg-type]
 
     def reset(self) -> None:
         """Forget the stream: drop all state in this module and its children."""

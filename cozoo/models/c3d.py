@@ -16,6 +16,7 @@ from collections import OrderedDict
 
 from torch import nn
 
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.blocks import Flatten
 from cozoo.registry import ModelConfig, register_model
 
@@ -52,7 +53,7 @@ def c3d(num_classes: int = 487, dropout: float = 0.5) -> nn.Sequential:
     layers["relu7"] = nn.ReLU()
     layers["drop7"] = nn.Dropout(dropout)
     layers["fc8"] = nn.Linear(4096, num_classes)
-    return nn.Sequential(layers)
+    return VideoClassifier(layers, head_start="flatten", classifier_name="fc8")
 
 
 register_model(

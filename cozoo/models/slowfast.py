@@ -23,6 +23,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.blocks import Flatten, GlobalAvgPool3d
 from cozoo.models.resnet3d import R50_DEPTHS, make_stem, res_stage
 from cozoo.registry import ModelConfig, register_model
@@ -126,7 +127,7 @@ def create_slowfast(
         ("flatten", Flatten()),
         ("fc", nn.Linear(dim_in + dim_in // beta_inv, num_classes)),
     ]))))
-    return nn.Sequential(OrderedDict(layers))
+    return VideoClassifier(OrderedDict(layers), head_start="head.pool", classifier_name="head.fc")
 
 
 def slowfast_r50(num_classes: int = 400, dropout: float = 0.5) -> nn.Sequential:
