@@ -7,6 +7,7 @@ same code runs in both.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -71,8 +72,9 @@ def device_for(name: str | torch.device, context: Context) -> torch.device:
             raise ValueError(f"device {str(name)!r} asked for but CUDA is not available")
         if context.enabled:
             if context.local_rank >= torch.cuda.device_count():
-                raise ValueError(f"LOCAL_RANK {context.local_rank} but only {torch.cuda.device_count()} GPUs: "
-                                 "start at most one process per GPU (--nproc_per_node)")
+                count = torch.cuda.device_count()
+                raise ValueError(f"LOCAL_RANK {context.local_rank} but only {count} GPUs: start at most one "
+                                 "process per GPU (--nproc_per_node)")
             device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)
     return device
@@ -80,21 +82,21 @@ def device_for(name: str | torch.device, context: Context) -> torch.device:
 
 @contextmanager
 def session(device: torch.device) -> Iterator[Context]:
-    """Join the job torchrun started (backend NCCL for a CUDA device, gloo otherwise) for the enclosed work,
-    and leave it afterwards if this call joined it; a single process outside torchrun."""
+    """Join the job torchrun started (backend NCCL for a CUDA device, gloo otherwise) for the enclosed work;
+    a single process outside torchrun. The process group is created once and kept until the process exits:
+    a later call (e.g. ``finetune`` then ``evaluate`` in one script) reuses it, as creating a group again
+    under the same rendezvous can meet the old group's addresses."""
     context = from_env()
-    if not context.enabled:
-        yield context
-        return
-    created = not dist.is_initialized()
-    if created:
+    if context.enabled and not dist.is_initialized():
         kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", **kwargs)
-    try:
-        yield current()
-    finally:
-        if created:
-            dist.destroy_process_group()
+        atexit.register(_leave)
+    yield current() if context.enabled else context
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:

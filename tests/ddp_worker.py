@@ -3,7 +3,8 @@ the slow part): ``python -m torch.distributed.run --nproc_per_node=2 tests/ddp_w
 
 In TMP: fine-tunes ``two.yaml``; fine-tunes ``killed.yaml`` and stops every process after step 3 (an
 exception, as a kill would), rank 0 then copying the run folder to ``killed_backup`` (for the test's
-one-process resume), and resumes it; evaluates ``two/last.pt`` with ``cozoo eval`` into ``eval_two``.
+one-process resume), and resumes it; evaluates ``two/last.pt`` with ``cozoo eval`` into ``eval_two`` and
+extracts features with it into ``extract_two``.
 """
 
 import shutil
@@ -36,10 +37,18 @@ def main(tmp: Path) -> None:
         shutil.copytree(tmp / "killed", tmp / "killed_backup")
     finetune(load_config(tmp / "killed.yaml"), resume=True)
     data = tmp / "data"
-    code = cli(["eval", "--model", "late_fusion", "--checkpoint", str(tmp / "two" / "last.pt"), "--annotations",
+    code = cli(["eval", "--model", "late_fusion", "--checkpoint", str(tmp / "two" / "last.pt"),
+                "--annotations",
                 str(data / "val.csv"), "--videos", str(data / "videos"), "--clips", "2", "--crops", "1",
                 "--out", str(tmp / "eval_two")])
+    code = code or cli(["extract", "--quiet", *extract_args(tmp), "--out", str(tmp / "extract_two")])
     sys.exit(code)
+
+
+def extract_args(tmp: Path) -> list[str]:
+    """`cozoo extract` of every generated video (train and validation) through the continual model."""
+    return ["--model", "colate_fusion", "--checkpoint", str(tmp / "two" / "last.pt"), "--videos",
+            str(tmp / "data" / "videos")]
 
 
 if __name__ == "__main__":

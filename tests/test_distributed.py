@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from ddp_worker import extract_args
+from safetensors.torch import load_file
 
 from cozoo.cli import main as cli
 from cozoo.training import finetune, load_checkpoint, load_config
@@ -86,7 +88,8 @@ def test_two_processes_end_with_the_weights_of_one(runs):
         for key in ("train_loss", "val_loss"):
             if key in record:
                 assert record[key] == pytest.approx(expected[key], rel=1e-5)
-    assert sorted(p.name for p in (tmp / "two").iterdir()) == sorted(p.name for p in (tmp / "single").iterdir())
+    files = [sorted(p.name for p in (tmp / run).iterdir()) for run in ("two", "single")]
+    assert files[0] == files[1]
 
 
 def test_killed_run_resumes_to_the_uninterrupted_weights(runs):
@@ -110,7 +113,19 @@ def test_distributed_eval_writes_the_metrics_of_one_process(runs):
     one, both = (json.loads((tmp / d / "metrics.json").read_text()) for d in ("eval_one", "eval_two"))
     one.pop("seconds"), both.pop("seconds")
     assert both == one
-    assert one["num_videos"] == 3 and set(one["results"]) == {"clip", "multiview", "stream_last", "stream_mean"}
+    assert one["num_videos"] == 3
+    assert set(one["results"]) == {"clip", "multiview", "stream_last", "stream_mean"}
+
+
+def test_distributed_extract_writes_the_files_of_one_process(runs):
+    tmp, _ = runs
+    assert cli(["extract", "--quiet", *extract_args(tmp), "--out", str(tmp / "extract_one")]) == 0
+    one = sorted(p.relative_to(tmp / "extract_one") for p in (tmp / "extract_one").rglob("*.safetensors"))
+    two = sorted(p.relative_to(tmp / "extract_two") for p in (tmp / "extract_two").rglob("*.safetensors"))
+    assert one == two and len(one) == 15
+    for name in one:
+        a, b = load_file(tmp / "extract_one" / name), load_file(tmp / "extract_two" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_python_m_cozoo_runs_the_command_line():

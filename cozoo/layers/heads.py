@@ -17,6 +17,7 @@ dotted paths, ``head_start`` and ``classifier_name``, and gives:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from typing import Any
@@ -66,7 +67,8 @@ class FeatureHeads:
         layer = self.get_classifier()
         if num_features is None:
             if not isinstance(layer, nn.Linear):
-                raise ValueError(f"{classifier_name!r} is a {type(layer).__name__}, not an nn.Linear classifier")
+                raise ValueError(f"{classifier_name!r} is a {type(layer).__name__}, not an nn.Linear "
+                                 "classifier")
             num_features = layer.in_features
         self.num_features = num_features
 
@@ -97,7 +99,7 @@ class FeatureHeads:
             if target is not None and _per_frame_holding(module, target):
                 inner = [m for m in module.module.children() if m is not target]  # type: ignore[union-attr]
                 if apply is _call:  # clip mode: every frame through the 2D modules
-                    x = module.map_frames(lambda frames: _sequence(inner, frames), x)  # type: ignore[operator]
+                    x = module.map_frames(functools.partial(_sequence, inner), x)  # type: ignore[operator]
                 else:  # a step: the frame itself (as a continual PerFrame steps)
                     x = _sequence(inner, x)
             else:

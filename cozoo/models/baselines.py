@@ -135,7 +135,8 @@ def cnn_lstm(
         layers["head"] = PerFrame(nn.Sequential(classifier))
     else:
         layers.update(dropout=classifier["dropout"], flatten=classifier["flatten"], fc=classifier["fc"])
-    return VideoClassifier(layers, head_start="pool", classifier_name="head.module.fc" if many_to_many else "fc")
+    classifier_name = "head.module.fc" if many_to_many else "fc"
+    return VideoClassifier(layers, head_start="pool", classifier_name=classifier_name)
 
 
 _BASELINES = (

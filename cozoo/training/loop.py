@@ -252,7 +252,8 @@ class Trainer:
             self.net = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if self.dist.main:
-            save_subset(self.out, [record for record, _ in self.train_set.videos], self.label_map)  # trained on
+            trained_on = [record for record, _ in self.train_set.videos]
+            save_subset(self.out, trained_on, self.label_map)
             write_text_atomic(self.out / "config.yaml", yaml.safe_dump(config.as_dict(), sort_keys=False))
 
     # -- set-up ------------------------------------------------------------------------------------------
@@ -339,7 +340,8 @@ class Trainer:
             logits = self.net(clips)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.config.train.label_smoothing)
         # Sums over the global batch (all processes), so progress and metrics do not depend on their number.
-        stats = torch.stack([loss.detach().double() * len(labels), (logits.argmax(1) == labels).sum().double(),
+        hits = (logits.argmax(1) == labels).sum().double()
+        stats = torch.stack([loss.detach().double() * len(labels), hits,
                              torch.tensor(float(len(labels)), dtype=torch.float64, device=loss.device)])
         loss_sum, correct, seen = distributed.all_reduce(stats).tolist()
         if not math.isfinite(loss_sum):
