@@ -1,5 +1,5 @@
 """``cozoo eval --model NAME --annotations CSV --videos DIR``: clip, multi-view and continual streaming
-accuracy (top-1/top-5) with confusion matrices; see `cozoo.evaluate`. Under ``torchrun -m cozoo eval ...``
+accuracy (top-1/top-5) with confusion matrices; see `cozoo.evaluation`. Under ``torchrun -m cozoo eval ...``
 the processes share the videos and rank 0 writes the same metrics as one process."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from cozoo import distributed
 from cozoo.commands import positive_float, positive_int
 from cozoo.data.kinetics import load_label_map
-from cozoo.evaluate import (
+from cozoo.evaluation.evaluate import (
     MODES,
     LoadedModel,
     evaluate,

@@ -20,8 +20,8 @@ from cozoo.continual.conv import CacheForm, CoConv3d, check_cache_form
 from cozoo.continual.heads import CoVideoClassifier
 from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
 from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation, as_per_frame
+from cozoo.layers import blocks
 from cozoo.layers.heads import VideoClassifier
-from cozoo.models import blocks
 
 
 @dataclass(frozen=True)

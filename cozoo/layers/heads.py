@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from cozoo.layers.blocks import PerFrame
+
 Apply = Callable[[nn.Module, Any], Any]
 
 
@@ -96,10 +98,10 @@ class FeatureHeads:
         for module in modules:
             if module is target:
                 continue
-            if target is not None and _per_frame_holding(module, target):
-                inner = [m for m in module.module.children() if m is not target]  # type: ignore[union-attr]
+            if target is not None and isinstance(module, PerFrame) and _holds(module.module, target):
+                inner = [m for m in module.module.children() if m is not target]
                 if apply is _call:  # clip mode: every frame through the 2D modules
-                    x = module.map_frames(functools.partial(_sequence, inner), x)  # type: ignore[operator]
+                    x = module.map_frames(functools.partial(_sequence, inner), x)
                 else:  # a step: the frame itself (as a continual PerFrame steps)
                     x = _sequence(inner, x)
             else:
@@ -142,12 +144,8 @@ class FeatureHeads:
         setattr(parent, name, new)
 
 
-def _per_frame_holding(module: nn.Module, target: nn.Module) -> bool:
-    """Whether ``module`` is a `cozoo.models.blocks.PerFrame` (it maps frames) whose 2D module holds
-    ``target``."""
-    inner = getattr(module, "module", None)
-    return (callable(getattr(module, "map_frames", None)) and isinstance(inner, nn.Module)
-            and any(m is target for m in inner.modules()))
+def _holds(module: nn.Module, target: nn.Module) -> bool:
+    return any(m is target for m in module.modules())
 
 
 def _sequence(modules: list[nn.Module], x: torch.Tensor) -> torch.Tensor:

@@ -23,9 +23,9 @@ from collections import OrderedDict
 
 from torch import nn
 
+from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual, SqueezeExcitation
 from cozoo.layers.heads import VideoClassifier
-from cozoo.models.blocks import Flatten, GlobalAvgPool3d, Residual, SqueezeExcitation
-from cozoo.registry import ModelConfig, register_model
+from cozoo.models.registry import ModelConfig, register_model
 
 STAGE_DEPTHS = (1, 2, 5, 3)
 

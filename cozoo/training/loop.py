@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from cozoo import distributed
 from cozoo.data import save_subset
-from cozoo.registry import create_model, get_config
+from cozoo.factory import create_model, get_config
 from cozoo.training.checkpoint import (
     FORMAT,
     get_rng_state,
@@ -57,6 +57,7 @@ from cozoo.training.checkpoint import (
     write_text_atomic,
 )
 from cozoo.training.config import ConfigError, FinetuneConfig
+from cozoo.training.continual_check import StreamingResult, build_continual, streaming_accuracy
 from cozoo.training.data import (
     build_datasets,
     clip_settings,
@@ -66,7 +67,6 @@ from cozoo.training.data import (
     train_loader,
     val_loader,
 )
-from cozoo.training.streaming import StreamingResult, build_continual, streaming_accuracy
 
 #: Settings that may change when resuming (they do not affect the result beyond float rounding).
 RESUME_MUTABLE = ("data.num_workers", "train.progress", "train.device", "train.grad_checkpointing")
