@@ -67,7 +67,15 @@ def main() -> None:
         return
     import cozoo
 
-    rows = []
+    report = {
+        "what": "peak memory of one training step (forward + cross-entropy + backward) above the memory held "
+                "before it (weights and gradients), batch as given, the recipe clip (frames x train crop), "
+                "fp32 on CPU; RSS-based (benchmarks.measure.CPU_MEMORY_METHOD); each mode in a fresh "
+                "process. time_ratio: one step each, indicative only on a shared machine",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "threads": args.threads, "results": [],
+    }
     for name in args.models.split(","):
         config = cozoo.registry.get_config(name)
         result = {"model": name, "clip": [config.frames, config.train_crop, config.train_crop],
@@ -81,19 +89,11 @@ def main() -> None:
         plain, ckpt = result["plain"]["peak_bytes"], result["checkpointed"]["peak_bytes"]
         result["memory_ratio"] = ckpt / plain if plain else None
         result["time_ratio"] = result["checkpointed"]["step_s"] / result["plain"]["step_s"]
-        rows.append(result)
+        report["results"].append(result)
         print(f"{name:14s} plain {plain / 2**20:8.1f} MiB  checkpointed {ckpt / 2**20:8.1f} MiB  "
               f"x{result['memory_ratio']:.2f} memory, x{result['time_ratio']:.2f} step time", flush=True)
-    report = {
-        "what": "peak memory of one training step (forward + cross-entropy + backward) above the memory held "
-                "before it (weights and gradients), batch as given, the recipe clip (frames x train crop), "
-                "fp32 on CPU; RSS-based (benchmarks.measure.CPU_MEMORY_METHOD); each mode in a fresh process",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-        "threads": args.threads, "results": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # after every model: a long run keeps what it has
+        args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ def reset_classifier(model: nn.Module, num_classes: int) -> None:
     if isinstance(model, FeatureHeads):
         model.reset_classifier(num_classes)
         return
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be a whole number >= 1 for a {type(model).__name__} (0, features "
+                         f"out, needs a model with forward_head, as the zoo's have), got {num_classes!r}")
     last_name, last = classifier(model)
     parent = model.get_submodule(last_name.rpartition(".")[0]) if "." in last_name else model
     new = nn.Linear(last.in_features, num_classes, bias=last.bias is not None)
