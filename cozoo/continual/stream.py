@@ -21,6 +21,12 @@ class Prediction:
     centre_frame: int
 
 
+def stamp(logits: torch.Tensor, frame_index: int, delay: int) -> Prediction:
+    """The `Prediction` for frame ``frame_index`` of one stream; `Stream` and `StreamPool` stamp their
+    outputs here, so both carry the same fields."""
+    return Prediction(logits, frame_index, frame_index - delay)
+
+
 class Stream:
     """Feeds frames (N, C, H, W) to a continual model, N parallel streams at once.
 
@@ -69,7 +75,7 @@ class Stream:
         self.frames_seen += 1
         if out is None:
             return None
-        return Prediction(out, index, index - self.delay)
+        return stamp(out, index, self.delay)
 
     def reset(self) -> None:
         """Start a new stream. The model's schedule is read here, once: a container derives it by walking

@@ -1,0 +1,1 @@
+"""Inference-side tools built on the continual models (pools of streams, ...); submodules load on use."""
