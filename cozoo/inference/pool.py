@@ -143,25 +143,26 @@ class StreamPool:
                                        f"(first output {self.first_output}, stride {self.stride})")
                 stream_id = self._slots.stream_id(row)
                 assert stream_id is not None
-                predictions[stream_id] = (
-                    None if out is None else stamp(out[row : row + 1].clone(), plan.frame_index[row], self.delay)
-                )
+                logits = None if out is None else out[row : row + 1].clone()
+                index = plan.frame_index[row]
+                predictions[stream_id] = None if logits is None else stamp(logits, index, self.delay)
         return {stream_id: predictions[stream_id] for stream_id in frames}
 
     def _check_frame(self, stream_id: int, frame: object) -> None:
+        where = f"stream {stream_id}:"
         if not isinstance(frame, torch.Tensor):
-            raise StreamError(f"stream {stream_id}: expected a frame tensor (C, H, W), got {type(frame).__name__}")
+            raise StreamError(f"{where} expected a frame tensor (C, H, W), got {type(frame).__name__}")
+        shape = tuple(frame.shape)
         if frame.dim() != 3:
-            raise StreamError(f"stream {stream_id}: expected one frame (C, H, W), got shape {tuple(frame.shape)}")
+            raise StreamError(f"{where} expected one frame (C, H, W), got shape {shape}")
         if frame.dtype != self.dtype or frame.device != self.device:
-            raise StreamError(f"stream {stream_id}: frame is {frame.dtype} on {frame.device} but the model is "
+            raise StreamError(f"{where} frame is {frame.dtype} on {frame.device} but the model is "
                               f"{self.dtype} on {self.device}")
-        if self._frame_shape is not None and tuple(frame.shape) != self._frame_shape:
-            raise StreamError(f"stream {stream_id}: frame of shape {tuple(frame.shape)}, but this pool's "
-                              f"frames are {self._frame_shape}")
+        if self._frame_shape is not None and shape != self._frame_shape:
+            raise StreamError(f"{where} frame of shape {shape}, but the pool takes {self._frame_shape}")
         channels = self.model.expected_channels
         if channels is not None and frame.shape[0] != channels:
-            raise StreamError(f"stream {stream_id}: expected {channels} channels, got shape {tuple(frame.shape)}")
+            raise StreamError(f"{where} expected {channels} channels, got shape {shape}")
 
     def _allocate(self, frame: torch.Tensor) -> None:
         self._frame_shape = tuple(frame.shape)

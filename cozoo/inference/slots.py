@@ -94,7 +94,8 @@ class SlotTable:
         """The batch row of an open stream; a clear error for a closed or unknown id."""
         row = self._rows.get(stream_id) if isinstance(stream_id, int) else None
         if row is None:
-            if isinstance(stream_id, int) and not isinstance(stream_id, bool) and 0 <= stream_id < self._next_id:
+            known = isinstance(stream_id, int) and not isinstance(stream_id, bool)
+            if known and 0 <= stream_id < self._next_id:
                 raise SlotError(f"stream {stream_id} is closed")
             raise SlotError(f"unknown stream id {stream_id!r} (open streams: {self.live})")
         return row
