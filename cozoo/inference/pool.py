@@ -73,7 +73,8 @@ class StreamPool:
 
     def _start(self) -> None:
         """Fresh buffers and phase counters (the model was just reset)."""
-        self._counters: dict[int, tuple[int, ...]] = {0: self._layout.counters()}
+        self._counters: dict[int, tuple[int, ...]] = {0: self._layout.counters()}  # by phase
+        self._wrapped = False  # whether a step has wrapped round to the first settled phase
         self._backups: dict[StateKey, torch.Tensor] = {}
         self._state: list[tuple[StateKey, torch.Tensor, int]] | None = None  # see `_tensors`
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor | None]] = {}
@@ -207,6 +208,11 @@ class StreamPool:
                 self._restore()
         if first_time:
             self._counters[following] = self._layout.counters()
+        elif following == self._slots.settle and not (self._wrapped or self.cuda_graphs):  # once: verify
+            self._wrapped = True
+            if self._layout.counters() != self._counters[following]:
+                raise RuntimeError(f"the model's step does not repeat with its stride {self.stride} after "
+                                   f"{self._slots.settle} frames: its streams cannot share a step")
         return out
 
     def _step_model(self) -> torch.Tensor | None:
