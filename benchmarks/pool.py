@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
         for row in entry["results"]:
             extra = ""
             if "pool_staggered_fps" in row:
-                extra = f"  staggered {row['pool_staggered_fps']:8.1f} ({row['pool_staggered_vs_separate']:.2f}x)"
+                ratio = row["pool_staggered_vs_separate"]
+                extra = f"  staggered {row['pool_staggered_fps']:8.1f} ({ratio:.2f}x)"
             print(f"{entry['model']:>12} N={row['streams']:>3}  separate {row['separate_fps']:8.1f} fps  "
                   f"pool {row['pool_fps']:8.1f} fps ({row['pool_vs_separate']:.2f}x){extra}")
 

@@ -1,11 +1,11 @@
 """cozoo: pretrained video classifiers and their continual (frame-by-frame) counterparts."""
 
+import importlib
+
 from cozoo.continual import to_continual
 from cozoo.flops import count_flops
 from cozoo.fuse import fuse_conv_bn
 from cozoo.registry import create_model, list_models, model_info
-
-import importlib
 
 __all__ = [
     "StreamPool", "count_flops", "create_model", "fuse_conv_bn", "list_models", "model_info", "to_continual",
