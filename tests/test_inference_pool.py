@@ -16,7 +16,7 @@ import cozoo
 from cozoo.continual import StreamError
 from cozoo.continual.state import StateLayout
 from cozoo.inference.pool import SlotError, StreamPool
-from cozoo.models.blocks import Flatten, GlobalAvgPool3d
+from cozoo.layers.blocks import Flatten, GlobalAvgPool3d
 
 SIZE = 16
 SLOTS = 5
