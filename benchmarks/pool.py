@@ -37,6 +37,12 @@ def frames_for(n: int, crop: int, device: torch.device, count: int) -> list[torc
     return [torch.randn(n, 3, crop, crop, generator=generator).to(device) for _ in range(count)]
 
 
+def synchronize(frames: list[torch.Tensor]) -> None:
+    """Wait for queued device work (CUDA runs asynchronously: timings must cover it)."""
+    if frames[0].is_cuda:
+        torch.cuda.synchronize(frames[0].device)
+
+
 def time_pool(model: nn.Module, n: int, frames: list[torch.Tensor], settle: int, staggered: bool) -> float:
     """Seconds for ``len(frames) - settle`` pushes of one frame to each of ``n`` streams, after ``settle``
     pushes of warm-up. Staggered: odd streams open one push later (another stride phase)."""
@@ -49,8 +55,10 @@ def time_pool(model: nn.Module, n: int, frames: list[torch.Tensor], settle: int,
     for t, batch in enumerate(frames):
         if t == settle:
             gc.disable()
+            synchronize(frames)
             start = time.perf_counter()
         pool.push({s: batch[i] for i, s in enumerate(ids)})
+    synchronize(frames)
     elapsed = time.perf_counter() - start
     gc.enable()
     return elapsed
@@ -63,9 +71,11 @@ def time_separate(model: nn.Module, n: int, frames: list[torch.Tensor], settle: 
     for t, batch in enumerate(frames):
         if t == settle:
             gc.disable()
+            synchronize(frames)
             start = time.perf_counter()
         for i, stream in enumerate(streams):
             stream.push(batch[i : i + 1])
+    synchronize(frames)
     elapsed = time.perf_counter() - start
     gc.enable()
     return elapsed
