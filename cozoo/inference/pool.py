@@ -159,11 +159,11 @@ class StreamPool:
         if frame.dtype != self.dtype or frame.device != self.device:
             raise StreamError(f"{where} frame is {frame.dtype} on {frame.device} but the model is "
                               f"{self.dtype} on {self.device}")
-        if self._frame_shape is not None and shape != self._frame_shape:
-            raise StreamError(f"{where} frame of shape {shape}, but the pool takes {self._frame_shape}")
         channels = self.model.expected_channels
         if channels is not None and frame.shape[0] != channels:
             raise StreamError(f"{where} expected {channels} channels, got shape {shape}")
+        if self._frame_shape is not None and shape != self._frame_shape:
+            raise StreamError(f"{where} frame of shape {shape}, but the pool takes {self._frame_shape}")
 
     def _allocate(self, frame: torch.Tensor) -> None:
         self._frame_shape = tuple(frame.shape)
