@@ -277,3 +277,17 @@ def test_compute_ops_leave_out_views_and_allocations_and_see_folded_batchnorms(b
                 net.forward_step(frame)
             counts.append(measure.count_compute_ops(lambda net=net: net.forward_step(frame)))
     assert folded > 0 and counts[0] - counts[1] == folded
+
+
+def test_pool_benchmark_writes_its_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import pool
+
+    out = tmp_path / "pool.json"
+    pool.main(["--models", "colate_fusion", "--streams", "1,2", "--crop", "16", "--frames", "1", "--quiet",
+               "--out", str(out)])
+    result = json.loads(out.read_text())
+    rows = result["models"][0]["results"]
+    assert [row["streams"] for row in rows] == [1, 2]
+    assert all(row["pool_fps"] > 0 and row["separate_fps"] > 0 for row in rows)
+    assert not list(tmp_path.glob("*.tmp"))

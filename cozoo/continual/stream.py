@@ -23,6 +23,13 @@ class Prediction:
     features: torch.Tensor | None = None
 
 
+def stamp(logits: torch.Tensor | None, frame_index: int, delay: int,
+          features: torch.Tensor | None = None) -> Prediction:
+    """The `Prediction` for frame ``frame_index`` of one stream; `Stream` and `StreamPool` stamp their
+    outputs here, so both carry the same fields."""
+    return Prediction(logits, frame_index, frame_index - delay, features=features)
+
+
 class Stream:
     """Feeds frames (N, C, H, W) to a continual model, N parallel streams at once.
 
@@ -79,8 +86,8 @@ class Stream:
         if out is None:
             return None
         if self.features:
-            return Prediction(None, index, index - self.delay, features=out)
-        return Prediction(out, index, index - self.delay)
+            return stamp(None, index, self.delay, features=out)
+        return stamp(out, index, self.delay)
 
     def reset(self) -> None:
         """Start a new stream. The model's schedule is read here, once: a container derives it by walking
