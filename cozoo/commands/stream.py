@@ -18,8 +18,9 @@ from cozoo.data.video import probe_video
 from cozoo.evaluation.evaluate import LoadedModel
 from cozoo.fuse import fuse_conv_bn
 from cozoo.inference.jsonl import JsonLines
-from cozoo.inference.live import LiveOptions, LiveRunner, SeparateStreams, SourceRun
+from cozoo.inference.live import LiveOptions, LiveRunner, SourceRun
 from cozoo.inference.plots import plot_probabilities
+from cozoo.inference.pool import StreamPool
 from cozoo.inference.sources import ReconnectPolicy, parse_source
 from cozoo.inference.video import FramePrediction, VideoStreamer, frame_transform
 
@@ -130,7 +131,7 @@ def _stream(args: argparse.Namespace) -> int:
 
     jsonl = JsonLines(args.jsonl) if args.jsonl else None
     runner = LiveRunner(continual, transform, specs, names, options, args.device,
-                        SeparateStreams(continual, cuda_graphs=args.cuda_graphs), jsonl,
+                        StreamPool(continual, capacity=len(specs), cuda_graphs=args.cuda_graphs), jsonl,
                         _numbered(args.out, len(specs)), on_prediction, lambda run, item: advance(),
                         log=lambda message: tqdm.write(f"cozoo stream: {message}", file=sys.stderr))
     runs = runner.run()

@@ -3,13 +3,12 @@
 Each source has a reader thread (`cozoo.inference.pacing`) feeding a bounded buffer; the model loop takes
 the oldest queued frame of every source that has one, transforms them, and steps the model once for all
 of them through a `StreamBatcher` (``open`` a slot per source, ``push`` a dict of frames, ``reset`` a slot
-on reconnect, ``close``). `SeparateStreams` implements it with one deep copy of the model per source;
-the batched stream pool (``cozoo.inference.pool.StreamPool``, same methods) plugs in unchanged.
+on reconnect, ``close``): by default the stream pool (`cozoo.inference.pool.StreamPool`), one batched step
+for all sources, each source's predictions equal to its own stream run alone.
 """
 
 from __future__ import annotations
 
-import copy
 import sys
 import threading
 import time
@@ -22,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from cozoo.continual.stream import Prediction, Stream
+from cozoo.continual.stream import Prediction
 from cozoo.inference.annotate import AnnotatedWriter, draw_overlay
 from cozoo.inference.jsonl import JsonLines
 from cozoo.inference.pacing import FrameBuffer, QueuedFrame, start_reader
+from cozoo.inference.pool import StreamPool
 from cozoo.inference.sources import ReconnectPolicy, SourceFrame, SourceSpec, read_source
 from cozoo.inference.video import FramePrediction, FrameTransform, steps_at_frame
 
@@ -40,32 +40,6 @@ class StreamBatcher(Protocol):
     def reset(self, sid: int) -> None: ...
 
     def close(self, sid: int) -> None: ...
-
-
-class SeparateStreams:
-    """`StreamBatcher` with a deep copy of the model and a `Stream` per slot, stepped one after another
-    (stands in for the batched stream pool; the same predictions, without the batching)."""
-
-    def __init__(self, model: nn.Module, cuda_graphs: bool = False) -> None:
-        self.model = model
-        self.cuda_graphs = cuda_graphs
-        self.streams: dict[int, Stream] = {}
-        self._next = 0
-
-    def open(self) -> int:
-        sid, self._next = self._next, self._next + 1
-        self.streams[sid] = Stream(copy.deepcopy(self.model), cuda_graphs=self.cuda_graphs)
-        return sid
-
-    def push(self, frames: dict[int, torch.Tensor]) -> dict[int, Prediction | None]:
-        """``frames``: a ``(C, H, W)`` model input per slot."""
-        return {sid: self.streams[sid].push(frame.unsqueeze(0)) for sid, frame in frames.items()}
-
-    def reset(self, sid: int) -> None:
-        self.streams[sid].reset()
-
-    def close(self, sid: int) -> None:
-        del self.streams[sid]
 
 
 class StepLog:
@@ -162,7 +136,7 @@ class LiveRunner:
         self.names = list(class_names)
         self.options = options
         self.device = torch.device(device)
-        self.batcher = batcher if batcher is not None else SeparateStreams(model)
+        self.batcher = batcher if batcher is not None else StreamPool(model, capacity=len(self.sources))
         self.jsonl = jsonl
         self.out_paths = out_paths
         self.on_prediction = on_prediction
