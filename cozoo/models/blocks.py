@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class Residual(nn.Module):
@@ -29,6 +30,36 @@ class Residual(nn.Module):
 
 class GlobalAvgPool3d(nn.Module):
     """Mean over time and space, keeping a (N, C, 1, 1, 1) shape."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3, 4), keepdim=True)
+
+
+class WindowAvgPool3d(nn.Module):
+    """Average over every ``window`` = (T, H, W) box at stride 1: PyTorchVideo's head pool, whose window is
+    sized for the training clip and crop. `WindowMean` later averages the boxes' outputs.
+
+    A dimension shorter than its window is pooled whole (PyTorchVideo would refuse it), so at the training
+    size and below this is the global average pool.
+    """
+
+    def __init__(self, window: tuple[int, int, int]) -> None:
+        super().__init__()
+        if len(window) != 3 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in window):
+            raise ValueError(f"window must be three positive ints (T, H, W), got {window!r}")
+        self.window = tuple(window)
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = [min(w, size) for w, size in zip(self.window, x.shape[2:], strict=True)]
+        return F.avg_pool3d(x, kernel, stride=1)
+
+
+class WindowMean(nn.Module):
+    """Mean over the positions (T, H, W) of `WindowAvgPool3d`'s boxes, keeping a (N, C, 1, 1, 1) shape:
+    PyTorchVideo's ``output_pool``, after whatever the head computes per box."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=(2, 3, 4), keepdim=True)
