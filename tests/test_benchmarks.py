@@ -277,3 +277,21 @@ def test_compute_ops_leave_out_views_and_allocations_and_see_folded_batchnorms(b
                 net.forward_step(frame)
             counts.append(measure.count_compute_ops(lambda net=net: net.forward_step(frame)))
     assert folded > 0 and counts[0] - counts[1] == folded
+
+
+def test_peer_reproduces_the_windowed_head(bench, one_thread) -> None:
+    """PyTorchVideo's head windows (2x2 on a 3x3 map at 96 px), built with continual-inference's
+    co.AvgPool3d as the Co3D authors' CoX3D head does: equal steady-state steps."""
+    _, peers, _ = bench
+    if peers.available() is None:
+        pytest.skip("continual-inference is not installed")
+    torch.manual_seed(0)
+    regular = cozoo.create_model("x3d_xs", num_classes=5, head_window=(4, 2, 2), width_factor=0.5,
+                                 depth_factor=0.5, head_width=32).eval()
+    ours = cozoo.continual.to_continual(regular, pool_window=4).eval()
+    pool = next(m for m in ours.modules() if isinstance(m, cozoo.continual.CoGlobalAvgPool3d))
+    assert pool.spatial_window == (2, 2)
+    peer = peers.to_co_inference(regular, peers.global_pool_window(ours))
+    with torch.no_grad():
+        result = peers.check_equivalence(ours, peer, torch.randn(1, 3, ours.first_output + 4, 96, 96))
+    assert result.compared >= 2 and result.max_abs_diff <= 1e-5 * max(1.0, result.max_abs_output)

@@ -3,6 +3,7 @@ and frame resampling, PyTorchVideo's crop and hub builders (random weights), the
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 import warnings
@@ -261,3 +262,16 @@ def test_stream_follows_the_clip_rounding_on_odd_margins() -> None:
         crop = 59 if name == "x3d_xs" else None  # 67x121 -> 59x106: a margin of 47
         clip = eval_transform(config, crop=crop)(frames)
         torch.testing.assert_close(frame_transform(config, crop)(frames[1])[0], clip[:, 1], rtol=0, atol=1e-5)
+
+
+def test_cli_samples_by_index_on_request() -> None:
+    from cozoo.commands.evaluate import add_model_arguments, load_from_args
+
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    def target(*extra: str) -> float | None:
+        return load_from_args(parser.parse_args(["--model", "x3d_xs", *extra])).config.target_fps
+
+    assert (target(), target("--by-index"), target("--target-fps", "25")) == (30.0, None, 25.0)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "x3d_xs", "--by-index", "--target-fps", "25"])

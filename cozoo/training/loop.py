@@ -377,7 +377,8 @@ class Trainer:
         model = build_continual(cfg.model.name, len(self.label_map), cfg.model.kwargs, clips.frames,
                                 self.model.state_dict())
         result = streaming_accuracy(model, self.val_set, clips.sampling_rate, clips.test_crop, clips.mean,
-                                    clips.std, clips.test_short_side, self.device, clips.target_fps)
+                                    clips.std, clips.test_short_side, self.device, clips.target_fps,
+                                    clips.test_resize, clips.crop_rounding)
         return {"event": "continual_eval", "epoch": self.progress.epoch, "weights": "last",
                 "pool_window": clips.frames, "clip_val_acc": self.metrics[-1]["val_acc"], **result.as_dict()}
 
