@@ -166,16 +166,23 @@ def _converted(family: str, reference: nn.Module, model: nn.Module) -> nn.Module
 
 
 def test_x3d_head_windows_equal_pytorchvideo_at_a_larger_crop() -> None:
-    """A scaled X3D-XS: trained at 64 px (head window 2x2), tested at 96 px (a 3x3 map: 4 windows)."""
+    """A scaled X3D-XS: trained at 64 px (head window 2x2), tested at 96 px (a 3x3 map: 4 windows). The
+    registered form pools the whole clip in time (T=None): PyTorchVideo's window at its clip length; an
+    explicit T slides like PyTorchVideo's on a longer clip."""
     torch.manual_seed(0)
     reference = create_x3d(input_clip_length=4, input_crop_size=64, depth_factor=2.2, head_activation=None)
-    model = _converted("x3d", reference, x3d.x3d(head_window=(4, 2, 2)))
+    model = _converted("x3d", reference, x3d.x3d(head_window=(None, 2, 2)))
     clip = torch.randn(2, 3, 4, 96, 96, dtype=torch.float64)
     with torch.no_grad():
         expected, got, global_pool = reference(clip), model(clip), _global(model)(clip)
     assert expected.std() > 0.05
     assert (got - expected).abs().max().item() <= 1e-5
     assert (global_pool - expected).abs().max().item() > 100 * 1e-5  # the global pool is not the recipe
+    sliding = x3d.x3d(head_window=(4, 2, 2)).double().eval()
+    sliding.load_state_dict(model.state_dict())
+    longer = torch.randn(1, 3, 6, 96, 96, dtype=torch.float64)
+    with torch.no_grad():
+        assert (sliding(longer) - reference(longer)).abs().max().item() <= 1e-5
 
 
 def _global(model: nn.Module) -> nn.Module:
@@ -186,8 +193,8 @@ def _global(model: nn.Module) -> nn.Module:
 
 
 def test_x3d_registered_windows_are_pytorchvideos() -> None:
-    for name, window in (("x3d_xs", (4, 5, 5)), ("x3d_s", (13, 5, 5)), ("x3d_m", (16, 7, 7)),
-                         ("x3d_l", (16, 10, 10))):
+    for name, window in (("x3d_xs", (None, 5, 5)), ("x3d_s", (None, 5, 5)), ("x3d_m", (None, 7, 7)),
+                         ("x3d_l", (None, 10, 10))):
         assert cozoo.create_model(name).head.pool.window == window
         assert get_config(name).builder_kwargs["head_window"] == window
 
@@ -197,7 +204,7 @@ def test_resnet_head_windows_equal_pytorchvideo_at_a_larger_crop() -> None:
     torch.manual_seed(0)
     reference = create_resnet(stem_conv_kernel_size=(1, 7, 7), head_pool_kernel_size=(8, 2, 2),
                               stage_conv_a_kernel_size=((1, 1, 1), (1, 1, 1), (3, 1, 1), (3, 1, 1)))
-    model = _converted("resnet3d", reference, resnet3d.slow_r50(head_window=(8, 2, 2)))
+    model = _converted("resnet3d", reference, resnet3d.slow_r50(head_window=(None, 2, 2)))
     clip = torch.randn(1, 3, 8, 96, 96, dtype=torch.float64)
     with torch.no_grad():
         expected, got = reference(clip), model(clip)
@@ -210,7 +217,7 @@ def test_slowfast_recipe_equals_pytorchvideo() -> None:
     torch.manual_seed(0)
     reference = create_slowfast(head_pool_kernel_sizes=((4, 2, 2), (16, 2, 2)))
     model = _converted("slowfast", reference,
-                       slowfast.create_slowfast(head_windows=((4, 2, 2), (16, 2, 2)), dropout=0.5))
+                       slowfast.create_slowfast(head_windows=((None, 2, 2), (None, 2, 2)), dropout=0.5))
     clip = torch.randn(1, 3, 16, 96, 96, dtype=torch.float64)
     with torch.no_grad():
         expected, got = reference(_pack_pathway(clip, 4)), model(clip)
@@ -249,8 +256,9 @@ def test_continual_head_windows_are_spatial(name: str, kwargs: dict) -> None:
 
 
 def test_window_pool_rejects_bad_windows() -> None:
-    with pytest.raises(ValueError, match="three positive ints"):
-        cozoo.models.blocks.WindowAvgPool3d((4, 0, 2))
+    for bad in ((4, 0, 2), (4, None, 2), (2, 2)):
+        with pytest.raises(ValueError, match="positive ints"):
+            cozoo.models.blocks.WindowAvgPool3d(bad)  # type: ignore[arg-type]
 
 
 def test_stream_follows_the_clip_rounding_on_odd_margins() -> None:
@@ -275,3 +283,18 @@ def test_cli_samples_by_index_on_request() -> None:
     assert (target(), target("--by-index"), target("--target-fps", "25")) == (30.0, None, 25.0)
     with pytest.raises(SystemExit):
         parser.parse_args(["--model", "x3d_xs", "--by-index", "--target-fps", "25"])
+
+
+def test_fine_tuning_follows_the_recipe_unless_told() -> None:
+    from cozoo.training.config import DataSection, SyntheticSection
+    from cozoo.training.data import clip_settings
+
+    model = get_config("r2plus1d_18")
+    real = clip_settings(DataSection(), model)
+    assert (real.target_fps, real.test_resize, real.crop_rounding) == (15.0, (128, 171), "round")
+    assert clip_settings(DataSection(sample_by_index=True), model).target_fps is None
+    assert clip_settings(DataSection(test_short_side=140), model).test_resize is None
+    generated = DataSection(synthetic=SyntheticSection())  # videos made at one rate: by index
+    assert clip_settings(generated, model).target_fps is None
+    generated.target_fps = 10.0
+    assert clip_settings(generated, model).target_fps == 10.0

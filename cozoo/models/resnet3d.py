@@ -149,7 +149,7 @@ def res_stage(
 
 
 def classifier_head(
-    in_features: int, num_classes: int, dropout: float, window: tuple[int, int, int] | None = None
+    in_features: int, num_classes: int, dropout: float, window: tuple[int | None, int, int] | None = None
 ) -> nn.Sequential:
     """Average pool over (T, H, W), dropout, flatten, linear -> logits. The pool is global, or with
     ``window`` the mean of the averages over every (T, H, W) box at stride 1 (PyTorchVideo's head pool,
@@ -178,7 +178,7 @@ def create_resnet3d(
     depths: Sequence[int] = R50_DEPTHS,
     stem_width: int = 64,
     dropout: float = 0.5,
-    head_window: tuple[int, int, int] | None = None,
+    head_window: tuple[int | None, int, int] | None = None,
 ) -> nn.Sequential:
     """A bottleneck 3D ResNet; per-stage arguments are sequences of four (one per stage). ``head_window``:
     see `classifier_head`."""
@@ -201,11 +201,14 @@ def create_resnet3d(
     return nn.Sequential(OrderedDict(layers))
 
 
-# PyTorchVideo's hub head pools: (T, 7, 7) for the 224 px training crop, T the clip length at the head.
-Window = tuple[int, int, int] | None
+# PyTorchVideo's hub head pools: (T, 7, 7) for the 224 px training crop, T the clip length at the head
+# (None here: the whole clip, which is T at the registered clip length).
+Window = tuple[int | None, int, int] | None
 
 
-def i3d_r50(num_classes: int = 400, dropout: float = 0.5, head_window: Window = (4, 7, 7)) -> nn.Sequential:
+def i3d_r50(
+    num_classes: int = 400, dropout: float = 0.5, head_window: Window = (None, 7, 7)
+) -> nn.Sequential:
     """I3D-R50 (PyTorchVideo ``i3d_r50``): 5x7x7 stem, temporal max-pool after stage 1, 28.04M params."""
     return create_resnet3d(
         num_classes=num_classes, stem_temporal_kernel=5, stage1_pool=True,
@@ -213,7 +216,9 @@ def i3d_r50(num_classes: int = 400, dropout: float = 0.5, head_window: Window = 
     )
 
 
-def slow_r50(num_classes: int = 400, dropout: float = 0.5, head_window: Window = (8, 7, 7)) -> nn.Sequential:
+def slow_r50(
+    num_classes: int = 400, dropout: float = 0.5, head_window: Window = (None, 7, 7)
+) -> nn.Sequential:
     """Slow-R50 (PyTorchVideo ``slow_r50``): 1x7x7 stem, temporal convs in stages 3-4, 32.45M params."""
     return create_resnet3d(
         num_classes=num_classes, stem_temporal_kernel=1,
@@ -222,7 +227,7 @@ def slow_r50(num_classes: int = 400, dropout: float = 0.5, head_window: Window =
 
 
 def r2plus1d_r50(
-    num_classes: int = 400, dropout: float = 0.5, head_window: Window = (4, 7, 7)
+    num_classes: int = 400, dropout: float = 0.5, head_window: Window = (None, 7, 7)
 ) -> nn.Sequential:
     """R(2+1)D-R50 (PyTorchVideo ``r2plus1d_r50``): no stem pool, (2+1)D conv_b, 28.11M params.
 

@@ -32,7 +32,7 @@ from cozoo.registry import ModelConfig, register_model
 
 Clip = torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]
 SlowFrames = Literal["linspace", "stride"]
-Windows = tuple[tuple[int, int, int], tuple[int, int, int]]
+Windows = tuple[tuple[int | None, int, int], tuple[int | None, int, int]]
 
 
 class SplitPathways(nn.Module):
@@ -163,14 +163,14 @@ def create_slowfast(
 
 
 def slowfast_r50(num_classes: int = 400, dropout: float = 0.5, slow_frames: SlowFrames = "linspace",
-                 head_windows: Windows | None = ((8, 7, 7), (32, 7, 7))) -> nn.Sequential:
+                 head_windows: Windows | None = ((None, 7, 7), (None, 7, 7))) -> nn.Sequential:
     """SlowFast-R50 8x8 (PyTorchVideo ``slowfast_r50``): alpha 4, fusion kernel 7, 34.57M params."""
     return create_slowfast(num_classes=num_classes, alpha=4, fusion_kernel=7, dropout=dropout,
                            slow_frames=slow_frames, head_windows=head_windows)
 
 
 def slowfast_r50_4x16(num_classes: int = 400, dropout: float = 0.5, slow_frames: SlowFrames = "linspace",
-                      head_windows: Windows | None = ((4, 7, 7), (32, 7, 7))) -> nn.Sequential:
+                      head_windows: Windows | None = ((None, 7, 7), (None, 7, 7))) -> nn.Sequential:
     """SlowFast-R50 4x16 (SLOWFAST_4x16_R50): alpha 8, fusion kernel 5, 34.48M params."""
     return create_slowfast(num_classes=num_classes, alpha=8, fusion_kernel=5, dropout=dropout,
                            slow_frames=slow_frames, head_windows=head_windows)

@@ -106,7 +106,7 @@ def x3d(
     se_ratio: float = 0.0625,
     head_width: int = 2048,
     dropout: float = 0.5,
-    head_window: tuple[int, int, int] | None = None,
+    head_window: tuple[int | None, int, int] | None = None,
 ) -> nn.Sequential:
     """Build an X3D network; the defaults with ``depth_factor`` 2.2 give X3D-XS/S/M, 5.0 gives X3D-L.
 
@@ -173,7 +173,7 @@ for _name, _frames, _rate, _train, _test, _depth in _VARIANTS:
             sampling_rate=_rate,
             train_crop=_train,
             test_crop=_test,
-            builder_kwargs={"depth_factor": _depth, "head_window": (_frames, *(2 * (-(-_train // 32),)))},
+            builder_kwargs={"depth_factor": _depth, "head_window": (None, *(2 * (-(-_train // 32),)))},
             target_fps=30.0,
             description=(
                 f"X3D-{_name[4:].upper()} (Feichtenhofer 2020), PyTorchVideo layout, Kinetics-400; "

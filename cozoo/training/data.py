@@ -7,6 +7,7 @@ augmentation of an item (clip start, scale, crop, flip, replacement of a corrupt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Iterator
@@ -117,7 +118,9 @@ def build_datasets(
     """Training clips (random start, scale, crop, optional flip) and validation views (probed up front,
     items carry their video index for per-video accuracy)."""
     assert data.video_root
-    common = dict(config=model, frames=clips.frames, sampling_rate=clips.sampling_rate, mean=clips.mean,
+    # the config carries the clips' timeline: build_dataset reads a None target_fps as "the config's"
+    timed = dataclasses.replace(model, target_fps=clips.target_fps)
+    common = dict(config=timed, frames=clips.frames, sampling_rate=clips.sampling_rate, mean=clips.mean,
                   std=clips.std, label_map=label_map, target_fps=clips.target_fps)
     short = tuple(data.train_short_side) if data.train_short_side else None
     try:
