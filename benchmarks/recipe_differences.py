@@ -86,7 +86,8 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     wide = _videos(args.videos, 4, (200, 356))  # 16:9, larger than every test crop
     results = {
-        "videos": args.videos, "weights": "random (randomised batch-norm statistics)", "torch": torch.__version__,
+        "videos": args.videos, "weights": "random (randomised batch-norm statistics)",
+        "torch": torch.__version__,
         "r2plus1d_18_transform": r2plus1d_transform(wide),
         "x3d_xs_head_at_182": x3d_head(wide, "x3d_xs"),
     }
