@@ -18,12 +18,15 @@ from torchvision.transforms import _functional_tensor
 from torchvision.transforms import functional as TF
 
 import cozoo
+from cozoo.continual import CoGlobalAvgPool3d
 from cozoo.data import read_frames, write_video
 from cozoo.data.samplers import to_video_frames
 from cozoo.data.transforms import center_crop, centre_offset, eval_transform, three_crop
+from cozoo.inference.video import frame_transform
+from cozoo.layers import pathways
+from cozoo.layers.blocks import WindowAvgPool3d
 from cozoo.models import resnet3d, slowfast, x3d
 from cozoo.registry import get_config
-from cozoo.streaming import frame_transform
 from cozoo.weights.converters import convert_state_dict, load_state_dict_strict
 
 with warnings.catch_warnings():
@@ -140,15 +143,15 @@ def _pack_pathway(frames: torch.Tensor, alpha: int) -> list[torch.Tensor]:
 
 def test_slow_frames_are_picked_by_linspace() -> None:
     x = torch.arange(32.0).view(1, 1, 32, 1, 1)
-    slow, fast = slowfast.SplitPathways(4, "linspace")(x)
+    slow, fast = pathways.SplitPathways(4, "linspace")(x)
     assert slow.flatten().tolist() == [0, 4, 8, 13, 17, 22, 26, 31] and fast is x
     assert torch.equal(slow, _pack_pathway(x, 4)[0])
-    assert slowfast.SplitPathways(8, "linspace")(x)[0].flatten().tolist() == [0, 10, 20, 31]
-    assert slowfast.SplitPathways(4)(x)[0].flatten().tolist() == list(range(0, 32, 4))  # the stream's
+    assert pathways.SplitPathways(8, "linspace")(x)[0].flatten().tolist() == [0, 10, 20, 31]
+    assert pathways.SplitPathways(4)(x)[0].flatten().tolist() == list(range(0, 32, 4))  # the stream's
     with pytest.raises(ValueError, match="at least 4 frames"):
-        slowfast.SplitPathways(4, "linspace")(x[:, :, :3])
+        pathways.SplitPathways(4, "linspace")(x[:, :, :3])
     with pytest.raises(ValueError, match="slow_frames"):
-        slowfast.SplitPathways(4, "every")  # type: ignore[arg-type]
+        pathways.SplitPathways(4, "every")  # type: ignore[arg-type]
     assert cozoo.create_model("slowfast_r50").pathways.slow_frames == "linspace"
     assert cozoo.create_model("coslowfast_r50").pathways.alpha == 4  # strided: see CoSplitPathways
 
@@ -239,7 +242,7 @@ def test_continual_head_windows_are_spatial(name: str, kwargs: dict) -> None:
     model = cozoo.create_model(name, num_classes=5, **kwargs, **window)
     randomise_batchnorm(model)
     model.eval()
-    pool = next(m for m in model.modules() if isinstance(m, cozoo.continual.CoGlobalAvgPool3d))
+    pool = next(m for m in model.modules() if isinstance(m, CoGlobalAvgPool3d))
     assert pool.spatial_window == (2, 2)
     x = torch.randn(1, 3, model.first_output + model.stride + 1, 96, 96)
     with torch.no_grad():
@@ -258,7 +261,7 @@ def test_continual_head_windows_are_spatial(name: str, kwargs: dict) -> None:
 def test_window_pool_rejects_bad_windows() -> None:
     for bad in ((4, 0, 2), (4, None, 2), (2, 2)):
         with pytest.raises(ValueError, match="positive ints"):
-            cozoo.models.blocks.WindowAvgPool3d(bad)  # type: ignore[arg-type]
+            WindowAvgPool3d(bad)  # type: ignore[arg-type]
 
 
 def test_stream_follows_the_clip_rounding_on_odd_margins() -> None:

@@ -26,7 +26,7 @@ from cozoo.continual.stateless import (
     CoWindowMean,
     as_per_frame,
 )
-from cozoo.models import blocks
+from cozoo.layers import blocks
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from cozoo.continual.base import (
     pad_to_length,
     shift_in,
 )
-from cozoo.models.blocks import WindowAvgPool3d
+from cozoo.layers.blocks import WindowAvgPool3d
 
 
 def _triple(value: int | tuple[int, ...]) -> tuple[int, int, int]:
@@ -102,7 +102,7 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
     Clip mode yields one output per complete window (stride 1); with source padding it is the source's
     global mean over the whole clip.
 
-    With ``spatial_window`` = (H, W) (from a `cozoo.models.blocks.WindowAvgPool3d`, PyTorchVideo's head
+    With ``spatial_window`` = (H, W) (from a `cozoo.layers.blocks.WindowAvgPool3d`, PyTorchVideo's head
     pool) each frame is averaged over every H x W box at stride 1 instead, and the running mean keeps one
     value per box: a step gives (N, C, boxes_h, boxes_w), which `CoWindowMean` averages after the head's
     per-box layers. The windows are spatial only: the temporal extent is ``window``. With source padding,

@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
-    from cozoo.registry import ModelConfig
+    from cozoo.models.registry import ModelConfig
 
 # How a centre crop's offset ``(size - crop) / 2`` is rounded when odd: PySlowFast and PyTorchVideo's
 # ``uniform_crop`` take the ceiling, torchvision's ``center_crop`` Python's ``round`` (half to even).

@@ -26,7 +26,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cozoo.models.blocks import (
+from cozoo.layers.blocks import (
     Flatten,
     GlobalAvgPool3d,
     Residual,
@@ -34,7 +34,7 @@ from cozoo.models.blocks import (
     WindowAvgPool3d,
     WindowMean,
 )
-from cozoo.registry import ModelConfig, register_model
+from cozoo.models.registry import ModelConfig, register_model
 
 STAGE_DEPTHS = (1, 2, 5, 3)
 

@@ -30,7 +30,7 @@ from cozoo.data import (
 )
 from cozoo.data.kinetics import build_label_map
 from cozoo.data.transforms import CropRounding
-from cozoo.registry import ModelConfig
+from cozoo.models.registry import ModelConfig
 from cozoo.training.config import DataSection, FinetuneConfig
 
 
