@@ -25,6 +25,7 @@ from typing import Literal
 from torch import nn
 
 from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual, WindowAvgPool3d, WindowMean
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.registry import ModelConfig, register_model
 
 ConvB = Literal["3d", "2plus1d"]
@@ -198,7 +199,7 @@ def create_resnet3d(
             layers.append(("stage1_pool", nn.MaxPool3d(kernel_size=(2, 1, 1), stride=(2, 1, 1))))
         dim_in, dim_inner = dim_inner * 4, dim_inner * 2
     layers.append(("head", classifier_head(dim_in, num_classes, dropout, head_window)))
-    return nn.Sequential(OrderedDict(layers))
+    return VideoClassifier(OrderedDict(layers), head_start="head.pool", classifier_name="head.fc")
 
 
 # PyTorchVideo's hub head pools: (T, 7, 7) for the 224 px training crop, T the clip length at the head

@@ -34,6 +34,7 @@ from cozoo.layers.blocks import (
     WindowAvgPool3d,
     WindowMean,
 )
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.registry import ModelConfig, register_model
 
 STAGE_DEPTHS = (1, 2, 5, 3)
@@ -152,7 +153,7 @@ def x3d(
         head["window_mean"] = WindowMean()
     head.update(dropout=nn.Dropout(dropout), flatten=Flatten(), fc=nn.Linear(head_width, num_classes))
     modules["head"] = nn.Sequential(head)
-    return nn.Sequential(modules)
+    return VideoClassifier(modules, head_start="head.pool", classifier_name="head.fc")
 
 
 _VARIANTS = (
