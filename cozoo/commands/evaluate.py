@@ -35,9 +35,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test crop and short side (default: the model's test crop)")
     parser.add_argument("--sampling-rate", type=positive_int, metavar="N",
                         help="continual models see every N-th frame (default: the clip sampling rate)")
-    parser.add_argument("--target-fps", type=positive_float, metavar="FPS",
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument("--target-fps", type=positive_float, metavar="FPS",
                         help="sample by time on a timeline at FPS frames/s, whatever each video's rate "
-                        "(default: the fine-tuning recipe's; otherwise by frame index)")
+                        "(default: the fine-tuning recipe's, else the model publisher's: 30 for PyTorchVideo "
+                        "models, 15 for torchvision's R(2+1)D-18, none for C3D)")
+    timing.add_argument("--by-index", action="store_true",
+                        help="sample by frame index (every sampling-rate-th frame), whatever the "
+                        "video's rate")
     parser.add_argument("--pool-window", type=positive_int, metavar="FRAMES",
                         help="temporal window of the continual global pool (default: the model's)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -48,7 +53,7 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
     names = names_from_label_map(load_label_map(args.label_map)) if args.label_map else None
     loaded = load_model(args.model, checkpoint=args.checkpoint, pretrained=args.pretrained,
                         class_names=names, pool_window=args.pool_window)
-    if args.target_fps is not None:
+    if args.target_fps is not None or args.by_index:
         loaded.config = dataclasses.replace(loaded.config, target_fps=args.target_fps)
     return loaded
 

@@ -223,7 +223,7 @@ def _with_clip_settings(config: ModelConfig, recipe: FinetuneConfig) -> ModelCon
     return dataclasses.replace(
         config, frames=clips.frames, sampling_rate=clips.sampling_rate, train_crop=clips.train_crop,
         test_crop=clips.test_crop, mean=clips.mean, std=clips.std, test_short_side=clips.test_short_side,
-        target_fps=clips.target_fps,
+        target_fps=clips.target_fps, test_resize=clips.test_resize,
     )
 
 

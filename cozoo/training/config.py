@@ -79,11 +79,21 @@ class DataSection:
     mean: list[float] | None = None
     std: list[float] | None = None
     flip: bool | None = None  # None: on for real videos, off for synthetic ones (see `flip_enabled`)
-    target_fps: float | None = None  # sample clips by time on this timeline (None: by frame index)
+    target_fps: float | None = None  # sample clips by time on this timeline (None: the model's rule)
+    # Sample by frame index whatever the model's rule; None: only for synthetic videos (made at one rate).
+    sample_by_index: bool | None = None
     batch_size: int = 8
     val_batch_size: int | None = None
     val_clips: int = 1
     num_workers: int = 0
+
+    @property
+    def by_index(self) -> bool:
+        """Clips sampled by frame index: ``sample_by_index``, or by default for synthetic videos without a
+        ``target_fps``."""
+        if self.sample_by_index is None:
+            return self.synthetic is not None and self.target_fps is None
+        return self.sample_by_index
 
     @property
     def flip_enabled(self) -> bool:

@@ -12,6 +12,7 @@ from torch import nn
 
 from cozoo.continual import to_continual
 from cozoo.data import CorruptVideoWarning, KineticsDataset, VideoDecodeError, eval_transform
+from cozoo.data.transforms import CropRounding
 from cozoo.factory import create_model, get_config, list_models
 from cozoo.inference.video import FrameTransform, VideoStreamer, stream_video_to_end
 
@@ -63,13 +64,16 @@ def streaming_accuracy(
     model: nn.Module, dataset: KineticsDataset, sampling_rate: int, crop: int, mean: tuple[float, ...],
     std: tuple[float, ...], short_side: int | None = None, device: torch.device | str = "cpu",
     target_fps: float | None = None, videos: Sequence[tuple[Any, Any]] | None = None,
+    resize: tuple[int, int] | None = None, crop_rounding: CropRounding = "floor",
 ) -> StreamingResult:
     """Stream every video of ``dataset`` through continual ``model``: every ``sampling_rate``-th frame,
     resized, centre-cropped and normalised as for clip evaluation, pushed one at a time; the prediction
     after the last frame counts. A video shorter than the warm-up is extended by repeating its last frame
     (`VideoStreamer.pad_until_output`, the clip samplers' rule for short videos). With ``target_fps``,
-    frames are taken by time, as the clips were. ``videos``: a share of ``dataset.videos`` (default all)."""
-    transform = FrameTransform(eval_transform(crop=crop, mean=mean, std=std, short_side=short_side))
+    frames are taken by time, as the clips were. ``videos``: a share of ``dataset.videos`` (default all);
+    ``resize`` and ``crop_rounding`` as in `eval_transform`."""
+    transform = FrameTransform(eval_transform(crop=crop, mean=mean, std=std, short_side=short_side,
+                                              resize=resize, crop_rounding=crop_rounding))
     streamer = VideoStreamer(model.to(device).eval(), transform, sampling_rate, device, target_fps=target_fps)
     correct = padded = skipped = pushed = 0
     videos = dataset.videos if videos is None else videos

@@ -445,7 +445,8 @@ class Trainer:
                                 self.model.state_dict())
         share = streaming_accuracy(model, self.val_set, clips.sampling_rate, clips.test_crop, clips.mean,
                                    clips.std, clips.test_short_side, self.device, clips.target_fps,
-                                   videos=distributed.shard(self.val_set.videos, self.dist))
+                                   videos=distributed.shard(self.val_set.videos, self.dist),
+                                   resize=clips.test_resize, crop_rounding=clips.crop_rounding)
         result = StreamingResult.combine(distributed.gather_objects(share))
         return {"event": "continual_eval", "epoch": self.progress.epoch, "weights": "last",
                 "pool_window": clips.frames, "clip_val_acc": self.metrics[-1]["val_acc"], **result.as_dict()}
