@@ -1,9 +1,34 @@
-"""cozoo: pretrained video classifiers and their continual (frame-by-frame) counterparts."""
+"""cozoo: pretrained video classifiers and their continual (frame-by-frame) counterparts.
 
-from cozoo.continual import to_continual
-from cozoo.flops import count_flops
-from cozoo.fuse import fuse_conv_bn
-from cozoo.registry import create_model, list_models, model_info
+The top-level names are imported on first use (PEP 562), so torch-free parts such as `cozoo.runtime` can
+be imported without PyTorch.
+"""
 
-__all__ = ["count_flops", "create_model", "fuse_conv_bn", "list_models", "model_info", "to_continual"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "count_flops": "cozoo.flops",
+    "create_model": "cozoo.registry",
+    "fuse_conv_bn": "cozoo.fuse",
+    "list_models": "cozoo.registry",
+    "model_info": "cozoo.registry",
+    "to_continual": "cozoo.continual",
+}
+
+__all__ = sorted(_LAZY)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cozoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "cozoo.commands.evaluate",
     "cozoo.commands.stream",
     "cozoo.commands.finetune",
+    "cozoo.commands.export",
 )
 
 
