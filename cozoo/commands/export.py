@@ -49,7 +49,7 @@ def _export(args: argparse.Namespace) -> int:
     out = export_onnx(
         model, args.out, args.name, crop, batch=args.batch, dynamic_batch=args.dynamic_batch,
         mean=loaded.config.mean, std=loaded.config.std, short_side=short_side,
-        sampling_rate=loaded.config.sampling_rate, target_fps=loaded.config.target_fps,
+        sampling_rate=args.sampling_rate or loaded.config.sampling_rate, target_fps=loaded.config.target_fps,
         class_names=loaded.class_names, weights=weights_record(loaded), progress=not args.quiet,
     )
     print(f"wrote {out.onnx_path} and {out.metadata_path}")
@@ -67,6 +67,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--crop", type=positive_int, help="frame size (default: the model's test crop)")
     parser.add_argument("--pool-window", type=positive_int, metavar="FRAMES",
                         help="temporal window of the global pool (default: the model's)")
+    parser.add_argument("--sampling-rate", type=positive_int, metavar="N",
+                        help="the runtime feeds every N-th video frame (default: the clip sampling rate)")
     parser.add_argument("--batch", type=positive_int, default=1, help="streams per step (default 1)")
     parser.add_argument("--dynamic-batch", action="store_true", help="any number of streams per step")
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="output format (onnx)")

@@ -372,11 +372,11 @@ def shift_in(buffer: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
 
     In place (the returned tensor is ``buffer``) except where `replaces_state`: then a new tensor, as an
     in-place update would overwrite tensors that layers saved for the backward pass (e.g. a conv's input
-    window, saved for its weight's gradient), or the input of an exported step. In place it costs two kernels (one for a single-entry
-    buffer): the shifted window is built by one concatenation and copied back, as a batch-1 step's cost on
-    a GPU is mostly its kernel count. Except on a CPU for caches of frame maps (N, C, K, H, W): one copy
-    per entry there, as concatenating strided slices of large maps is 2-4x slower (long buffers of small
-    entries, like a global pool's, keep the concatenation).
+    window, saved for its weight's gradient), or the input of an exported step. In place it costs two
+    kernels (one for a single-entry buffer): the shifted window is built by one concatenation and copied
+    back, as a batch-1 step's cost on a GPU is mostly its kernel count. Except on a CPU for caches of frame
+    maps (N, C, K, H, W): one copy per entry there, as concatenating strided slices of large maps is 2-4x
+    slower (long buffers of small entries, like a global pool's, keep the concatenation).
     """
     if replaces_state():
         return torch.cat((buffer[:, :, 1:], frame.unsqueeze(2)), dim=2)

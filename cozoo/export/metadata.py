@@ -72,7 +72,8 @@ def build_metadata(
         "phases": {
             "count": stride,
             "handling": "single graph" if stride == 1 else (
-                f"one graph: phase = state.step mod {stride} selects that phase's step graph (ONNX If nodes); "
+                f"one graph: phase = state.step mod {stride} selects that phase's step graph "
+                "(ONNX If nodes); "
                 "the caller only feeds state.step back"),
         },
         "batch": batch if batch is not None else "dynamic",

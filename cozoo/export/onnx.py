@@ -78,7 +78,8 @@ def export_onnx(
     trace_batch = max(batch, 2) if dynamic_batch else batch  # a traced size 1 would be specialised
     phases = []
     steps = -(-(first + stride) // stride) * stride
-    for phase in tqdm(range(stride), desc=f"export {name}: tracing phases", disable=not progress or stride == 1):
+    bar = tqdm(range(stride), desc=f"export {name}: tracing phases", disable=not progress or stride == 1)
+    for phase in bar:
         phases.append(_trace_phase(model, layout, first, stride, logits_shape, crop, trace_batch,
                                    steps + phase, dynamic_batch, f"{name} (phase {phase} of {stride})"))
         with torch.no_grad():  # on to the next phase's step counts
@@ -103,7 +104,7 @@ def export_onnx(
         name=name, onnx_file=onnx_path.name, model=model, layout=layout, crop=crop,
         batch=None if dynamic_batch else batch, logits_shape=logits_shape, mean=mean, std=std,
         short_side=short_side or crop, sampling_rate=sampling_rate, target_fps=target_fps,
-        class_names=list(class_names) if class_names is not None else [f"class_{i}" for i in range(n_outputs)],
+        class_names=[f"class_{i}" for i in range(n_outputs)] if class_names is None else list(class_names),
         weights=weights or {"source": "unknown", "sha256": None}, opset=OPSET,
     )
     return ExportedModel(onnx_path, write_metadata(metadata, metadata_path(onnx_path)))
@@ -141,12 +142,14 @@ def _warm_up(model: nn.Module, crop: int, first: int, stride: int, progress: boo
             if out is not None:
                 shape = tuple(out.shape[1:])
     if shape is None:
-        raise ExportError(f"the model gave no output in {steps} steps (first output {first}, stride {stride})")
+        raise ExportError(f"the model gave no output in {steps} steps (first output {first}, "
+                          f"stride {stride})")
     return shape
 
 
-def _trace_phase(model: nn.Module, layout: StateLayout, first: int, stride: int, logits_shape: tuple[int, ...],
-                 crop: int, batch: int, step: int, dynamic: bool, what: str) -> onnx.ModelProto:
+def _trace_phase(model: nn.Module, layout: StateLayout, first: int, stride: int,
+                 logits_shape: tuple[int, ...], crop: int, batch: int, step: int, dynamic: bool,
+                 what: str) -> onnx.ModelProto:
     """One phase's step as an ONNX model (the model's own state is left as it was)."""
     saved = layout.read()
     wrapper = PhaseStep(model, layout, first, stride, logits_shape).eval()
@@ -163,7 +166,8 @@ def _trace_phase(model: nn.Module, layout: StateLayout, first: int, stride: int,
             program = torch.onnx.export(
                 wrapper, args, dynamo=True, opset_version=OPSET, verbose=False, external_data=False,
                 input_names=[FRAME_NAME, STEP_NAME, *names],
-                output_names=[LOGITS_NAME, VALID_NAME, NEXT_PREFIX + STEP_NAME, *(NEXT_PREFIX + n for n in names)],
+                output_names=[LOGITS_NAME, VALID_NAME, NEXT_PREFIX + STEP_NAME,
+                              *(NEXT_PREFIX + n for n in names)],
                 dynamic_shapes=dynamic_shapes,
             )
     except Exception as err:  # the exporter raises many types; name the model and the first line

@@ -51,7 +51,8 @@ def merge_phases(phases: list[onnx.ModelProto]) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "cozoo_step", list(first.input), list(first.output),
                               initializer=list(shared.values()))
     model = helper.make_model(graph, opset_imports=list(phases[0].opset_import),
-                              producer_name=phases[0].producer_name, producer_version=phases[0].producer_version)
+                              producer_name=phases[0].producer_name,
+                              producer_version=phases[0].producer_version)
     model.ir_version = phases[0].ir_version
     return model
 

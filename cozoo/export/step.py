@@ -96,7 +96,8 @@ class PhaseStep(nn.Module):
         self.logits_shape = logits_shape  # without the batch dimension
         self.calls = 0
 
-    def forward(self, frame: torch.Tensor, step: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, frame: torch.Tensor, step: torch.Tensor,
+                *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         self.calls += 1
         first, stride = self.first_output, self.stride
         valid = (step >= first) & ((step - first) % stride == 0)

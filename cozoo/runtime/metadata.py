@@ -60,8 +60,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """Load and sanity-check a metadata file (format, version, required keys)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"metadata file not found: {os.fspath(path)!r} (cozoo export writes it beside "
-                                "the .onnx file)")
+        raise FileNotFoundError(f"metadata file not found: {os.fspath(path)!r} (cozoo export writes it "
+                                "beside the .onnx file)")
     try:
         metadata = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -69,8 +69,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise MetadataError(f"{os.fspath(path)!r} is not a cozoo export metadata file (format {FORMAT!r})")
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise MetadataError(f"{os.fspath(path)!r} has format version {metadata.get('format_version')!r}; this "
-                            f"runtime reads version {FORMAT_VERSION}")
+        version = metadata.get("format_version")
+        raise MetadataError(f"{os.fspath(path)!r} has format version {version!r}; this runtime reads "
+                            f"version {FORMAT_VERSION}")
     missing = [key for key in _REQUIRED if key not in metadata]
     if missing:
         raise MetadataError(f"{os.fspath(path)!r} lacks {', '.join(missing)}")

@@ -46,7 +46,8 @@ class FramePreprocessor:
     std: Sequence[float]
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        if (not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3
+                or frame.shape[2] != 3):
             got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
             raise ValueError(f"expected a uint8 RGB frame of shape (H, W, 3), got {got}")
         image = frame.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)

@@ -1,0 +1,47 @@
+"""``python -m cozoo.runtime MODEL.onnx VIDEO``: per-frame top-k predictions of an exported model, as
+``cozoo stream`` prints them, with onnxruntime (no PyTorch)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from cozoo.runtime.metadata import MetadataError
+from cozoo.runtime.runner import OnnxVideoStreamer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cozoo.runtime", description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="exported .onnx file (its .json metadata beside it)")
+    parser.add_argument("video", help="video file")
+    parser.add_argument("--top-k", type=int, default=5, help="classes printed per prediction (default 5)")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
+    args = parser.parse_args(argv)
+    try:
+        streamer = OnnxVideoStreamer(args.model, threads=args.threads)
+        start, count = time.perf_counter(), 0
+        for prediction in streamer.stream_video(args.video):
+            count += 1
+            probs = prediction.probs
+            top = np.argsort(-probs)[: max(1, args.top_k)]
+            shown = ", ".join(f"{streamer.labels[i]} {probs[i]:.3f}" for i in top)
+            where = f"frame {prediction.frame_index:5d} (centre {prediction.centre_frame:5d})"
+            print(f"{where}: {shown}", flush=True)
+        elapsed = max(time.perf_counter() - start, 1e-9)
+    except (OSError, ValueError, TypeError, MetadataError) as err:
+        print(f"cozoo.runtime: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{streamer.frames_read} frames decoded, {streamer.steps} model steps, {count} predictions in "
+          f"{elapsed:.2f} s ({streamer.frames_read / elapsed:.1f} frames/s)")
+    if not count:
+        print(f"cozoo.runtime: no prediction: the first needs {streamer.first_output + 1} model steps",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
