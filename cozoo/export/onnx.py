@@ -78,7 +78,7 @@ def export_onnx(
     trace_batch = max(batch, 2) if dynamic_batch else batch  # a traced size 1 would be specialised
     phases = []
     steps = -(-(first + stride) // stride) * stride
-    bar = tqdm(range(stride), desc=f"export {name}: tracing phases", disable=not progress or stride == 1)
+    bar = tqdm(range(stride), desc=f"export {name}: tracing phases", disable=not progress)
     for phase in bar:
         phases.append(_trace_phase(model, layout, first, stride, logits_shape, crop, trace_batch,
                                    steps + phase, dynamic_batch, f"{name} (phase {phase} of {stride})"))

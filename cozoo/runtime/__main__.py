@@ -10,7 +10,14 @@ import time
 import numpy as np
 
 from cozoo.runtime.metadata import MetadataError
-from cozoo.runtime.runner import OnnxVideoStreamer
+from cozoo.runtime.runner import FramePrediction, OnnxVideoStreamer
+
+
+def _print(prediction: FramePrediction, labels: list[str], k: int, note: str = "") -> None:
+    probs = prediction.probs
+    shown = ", ".join(f"{labels[i]} {probs[i]:.3f}" for i in np.argsort(-probs)[: max(1, k)])
+    where = f"frame {prediction.frame_index:5d} (centre {prediction.centre_frame:5d})"
+    print(f"{where}: {shown}{note}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="exported .onnx file (its .json metadata beside it)")
     parser.add_argument("video", help="video file")
     parser.add_argument("--top-k", type=int, default=5, help="classes printed per prediction (default 5)")
+    parser.add_argument("--pad", action="store_true", help="for a video shorter than the warm-up: repeat its "
+                        "last frame until the first prediction (as cozoo stream --pad)")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
     args = parser.parse_args(argv)
     try:
@@ -25,11 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         start, count = time.perf_counter(), 0
         for prediction in streamer.stream_video(args.video):
             count += 1
-            probs = prediction.probs
-            top = np.argsort(-probs)[: max(1, args.top_k)]
-            shown = ", ".join(f"{streamer.labels[i]} {probs[i]:.3f}" for i in top)
-            where = f"frame {prediction.frame_index:5d} (centre {prediction.centre_frame:5d})"
-            print(f"{where}: {shown}", flush=True)
+            _print(prediction, streamer.labels, args.top_k)
+        if not count and args.pad:
+            prediction = streamer.pad_until_output()
+            if prediction is not None:
+                count += 1
+                _print(prediction, streamer.labels, args.top_k, f"  [after {streamer.padded} repeats of the "
+                       "last frame]")
         elapsed = max(time.perf_counter() - start, 1e-9)
     except (OSError, ValueError, TypeError, MetadataError) as err:
         print(f"cozoo.runtime: error: {err}", file=sys.stderr)
@@ -37,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{streamer.frames_read} frames decoded, {streamer.steps} model steps, {count} predictions in "
           f"{elapsed:.2f} s ({streamer.frames_read / elapsed:.1f} frames/s)")
     if not count:
-        print(f"cozoo.runtime: no prediction: the first needs {streamer.first_output + 1} model steps",
-              file=sys.stderr)
+        print(f"cozoo.runtime: no prediction: the first needs {streamer.first_output + 1} model steps; pass "
+              "--pad to repeat the last frame until then", file=sys.stderr)
         return 1
     return 0
 
