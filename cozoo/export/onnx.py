@@ -73,18 +73,12 @@ def export_onnx(
     first, stride = model.first_output, model.stride  # type: ignore[attr-defined]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    logits_shape = _warm_up(model, crop, first, stride, progress)
-    layout = StateLayout(model)
-    trace_batch = max(batch, 2) if dynamic_batch else batch  # a traced size 1 would be specialised
-    phases = []
-    steps = -(-(first + stride) // stride) * stride
-    bar = tqdm(range(stride), desc=f"export {name}: tracing phases", disable=not progress)
-    for phase in bar:
-        phases.append(_trace_phase(model, layout, first, stride, logits_shape, crop, trace_batch,
-                                   steps + phase, dynamic_batch, f"{name} (phase {phase} of {stride})"))
-        with torch.no_grad():  # on to the next phase's step counts
-            model._step(torch.zeros(1, 3, crop, crop))  # type: ignore[operator]
-    model.reset()  # type: ignore[attr-defined]
+    try:
+        logits_shape = _warm_up(model, crop, first, stride, progress)
+        layout = StateLayout(model)
+        phases = _trace_phases(model, layout, name, crop, batch, dynamic_batch, logits_shape, progress)
+    finally:
+        model.reset()  # type: ignore[attr-defined]
     merged = merge_phases(phases)
     try:
         onnx.checker.check_model(merged)
@@ -108,6 +102,21 @@ def export_onnx(
         weights=weights or {"source": "unknown", "sha256": None}, opset=OPSET,
     )
     return ExportedModel(onnx_path, write_metadata(metadata, metadata_path(onnx_path)))
+
+
+def _trace_phases(model: nn.Module, layout: StateLayout, name: str, crop: int, batch: int, dynamic: bool,
+                  logits_shape: tuple[int, ...], progress: bool) -> list[onnx.ModelProto]:
+    """The step at each phase of the stride, from the warmed-up model (at phase 0)."""
+    first, stride = model.first_output, model.stride  # type: ignore[attr-defined]
+    trace_batch = max(batch, 2) if dynamic else batch  # a traced size 1 would be specialised
+    steps = -(-(first + stride) // stride) * stride
+    phases = []
+    for phase in tqdm(range(stride), desc=f"export {name}: tracing phases", disable=not progress):
+        phases.append(_trace_phase(model, layout, first, stride, logits_shape, crop, trace_batch,
+                                   steps + phase, dynamic, f"{name} (phase {phase} of {stride})"))
+        with torch.no_grad():  # on to the next phase's step counts
+            model._step(torch.zeros(1, 3, crop, crop))  # type: ignore[operator]
+    return phases
 
 
 def _check_exportable(model: nn.Module, crop: int, batch: int) -> None:
