@@ -16,11 +16,11 @@ from helpers import randomise_batchnorm
 from cozoo.cli import main
 from cozoo.data.synthetic import write_synthetic_stream
 from cozoo.data.transforms import eval_transform
-from cozoo.evaluate import load_model
+from cozoo.evaluation.evaluate import load_model
 from cozoo.fuse import fuse_conv_bn
+from cozoo.inference.video import VideoStreamer, frame_transform, stream_video
 from cozoo.runtime import FramePreprocessor, OnnxVideoStreamer
 from cozoo.runtime.preprocess import iter_rgb_frames, resize_bilinear
-from cozoo.streaming import VideoStreamer, frame_transform, stream_video
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_numpy_preprocessing_equals_frame_transform(height, width, crop, short):
 
 
 def frame_transform_for(crop, short, mean, std):
-    from cozoo.streaming import FrameTransform
+    from cozoo.inference.video import FrameTransform
 
     return FrameTransform(eval_transform(crop=crop, short_side=short, mean=mean, std=std))
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from cozoo.commands import positive_int
-from cozoo.evaluate import LoadedModel, load_model
+from cozoo.evaluation.evaluate import LoadedModel, load_model
 from cozoo.export.step import ExportError
 from cozoo.fuse import fuse_conv_bn
-from cozoo.registry import get_config
+from cozoo.models.registry import get_config
 from cozoo.weights.download import sha256_file
 from cozoo.weights.load import cached_metadata
 from cozoo.weights.manifest import manifest_entry

@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from cozoo import __version__
 from cozoo.export.step import StateLayout
 from cozoo.runtime.metadata import (
     FORMAT,
@@ -19,6 +18,7 @@ from cozoo.runtime.metadata import (
     STEP_NAME,
     VALID_NAME,
 )
+from cozoo.version import __version__
 
 WARM_UP_RULE = (
     "Start a stream with every state input at its initial value (zeros; state.step 0) and feed each step's "

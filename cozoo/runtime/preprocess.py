@@ -1,5 +1,5 @@
 """Frames for an exported step, in numpy: decoding as `cozoo.data.video` does and the per-frame test
-transform of `cozoo.streaming.FrameTransform` (short side resized bilinearly as ``torch.nn.functional.
+transform of `cozoo.inference.video.FrameTransform` (short side resized bilinearly as ``torch.nn.functional.
 interpolate(mode="bilinear", align_corners=False)`` does, no antialiasing; centre crop; /255; mean/std).
 
 Torch-free on purpose (`cozoo.runtime` runs without PyTorch); the tests hold it equal to the torch code.

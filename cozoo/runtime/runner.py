@@ -93,7 +93,7 @@ class OnnxStepper:
 
 @dataclass(frozen=True)
 class FramePrediction:
-    """As `cozoo.streaming.FramePrediction`: the output after video frame ``frame_index`` (model step
+    """As `cozoo.inference.video.FramePrediction`: the output after video frame ``frame_index`` (model step
     ``step``), centred on video frame ``centre_frame``; ``logits`` of the one stream, numpy."""
 
     frame_index: int
