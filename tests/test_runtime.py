@@ -151,3 +151,20 @@ def test_runtime_runs_without_torch(exported, tmp_path):
     expected = list(OnnxVideoStreamer(folder / "colate_fusion.onnx").stream_video(video))
     assert result.stdout.split() == [str(len(expected)), str(expected[0].frame_index),
                                      str(expected[-1].logits.argmax())]
+
+
+def test_cli_export_refuses_a_regular_model(tmp_path, capsys):
+    assert main(["export", "x3d_s", "--out", str(tmp_path)]) == 2
+    assert "x3d_s is not a continual model: export its continual form (cox3d_s" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_runtime_command_reports_a_bad_metadata_file(exported, tmp_path, capsys):
+    from cozoo.runtime.__main__ import main as runtime_main
+
+    folder, video = exported
+    onnx_copy = tmp_path / "model.onnx"
+    onnx_copy.write_bytes((folder / "colate_fusion.onnx").read_bytes())
+    (tmp_path / "model.json").write_text("not json")
+    assert runtime_main([str(onnx_copy), str(video)]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
