@@ -94,11 +94,9 @@ class PhaseStep(nn.Module):
         self.__dict__["layout"] = layout  # not a child module
         self.first_output, self.stride = first_output, stride
         self.logits_shape = logits_shape  # without the batch dimension
-        self.calls = 0
 
     def forward(self, frame: torch.Tensor, step: torch.Tensor,
                 *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        self.calls += 1
         first, stride = self.first_output, self.stride
         valid = (step >= first) & ((step - first) % stride == 0)
         following = step + 1

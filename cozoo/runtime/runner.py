@@ -48,10 +48,6 @@ class OnnxStepper:
         self.frame_shape: list[int | None] = list(frame["shape"])
         self.reset()
 
-    @property
-    def schedule(self) -> dict[str, int]:
-        return self.metadata["schedule"]
-
     def reset(self) -> None:
         """Start new streams: the state is set to its initial values at the next step (batch size of the
         next frame)."""
