@@ -115,18 +115,22 @@ def main() -> None:
                      "weights": "random (BatchNorm statistics randomised), BatchNorm folded into convs"},
         "models": {},
     }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models.split(","):
             result["models"][name] = bench_model(name, args.crop, args.threads, args.rounds, Path(folder))
             print(name, json.dumps(result["models"][name]["latency_ms"]),
                   result["models"][name]["onnxruntime_over_eager"], flush=True)
-    result["settings"]["load_average_at_end"] = os.getloadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+            result["settings"]["load_average_at_end"] = os.getloadavg()
+            _write(result, out)  # after each model: a run cut short keeps what it measured
+    print(f"wrote {out}")
+
+
+def _write(result: dict, out: Path) -> None:
     temp = out.with_name(f".{out.name}.tmp")
     temp.write_text(json.dumps(result, indent=1) + "\n")
     os.replace(temp, out)
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
