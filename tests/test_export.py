@@ -139,3 +139,19 @@ def test_unexportable_models_are_refused_clearly(tmp_path):
     with pytest.raises(ExportError, match=r"\(phase 0 of 1\): torch.onnx.export failed: "):
         export_onnx(model, tmp_path, "odd", 8, progress=False)
     assert not list(tmp_path.glob("odd*"))
+
+
+def test_stream_state_names_the_state_batch_first_and_refuses_other_names():
+    model = cozoo.create_model("cocnn_lstm", num_classes=3, widths=(4, 8), hidden_size=6).eval()
+    with torch.no_grad():
+        for _ in range(2):
+            model.forward_step(torch.randn(5, 3, 16, 16))
+    layout = StateLayout(model)
+    assert [(t.name, t.shape) for t in layout.tensors] == [("state.lstm.h", (5, 1, 6)),
+                                                          ("state.lstm.c", (5, 1, 6))]
+    h, c = layout.read()
+    torch.testing.assert_close(h.transpose(0, 1), model.lstm.__dict__["_hc"][0])
+    with pytest.raises(KeyError, match=r"CoFrameLSTM holds state \['c', 'h'\], got \['h'\]"):
+        model.lstm.load_stream_state({"h": h})
+    layout.load([torch.zeros_like(h), torch.zeros_like(c)])
+    assert not model.lstm.__dict__["_hc"][0].any()
