@@ -175,15 +175,7 @@ class VideoStreamer:
         return video_frame_at(step * self.sampling_rate, self.fps, self.target_fps)  # type: ignore[arg-type]
 
     def _steps_at(self, index: int) -> int:
-        """How many model steps take video frame ``index``: the instants ``k * sampling_rate / target_fps``
-        (k = 0, 1, ...) at which it is on screen, or every ``sampling_rate``-th frame by index."""
-        if not self.by_time:
-            return int(index % self.sampling_rate == 0)
-        step = self.frames_per_step
-        # step k takes frame floor(k * step) (`video_frame`, with `video_frame_at`'s tolerance)
-        first = math.ceil((index - 1e-6) / step)
-        end = math.ceil((index + 1 - 1e-6) / step)
-        return max(end - first, 0)
+        return steps_at_frame(index, self.sampling_rate, self.fps, self.target_fps)
 
     def pad_until_output(self) -> FramePrediction | None:
         """Repeat the last fed frame until the model's first prediction (for videos shorter than the
@@ -197,6 +189,19 @@ class VideoStreamer:
             if prediction is not None:
                 return prediction
         return None
+
+
+def steps_at_frame(index: int, sampling_rate: int, fps: float | None, target_fps: float | None) -> int:
+    """How many model steps take video frame ``index`` (of a video at ``fps``): the instants
+    ``k * sampling_rate / target_fps`` (k = 0, 1, ...) at which it is on screen, or every
+    ``sampling_rate``-th frame by index (`cozoo.data.samplers.samples_by_time` decides which)."""
+    if not samples_by_time(fps, target_fps):
+        return int(index % sampling_rate == 0)
+    step = sampling_rate * fps / target_fps  # type: ignore[operator]
+    # step k takes frame floor(k * step) (`VideoStreamer.video_frame`, with `video_frame_at`'s tolerance)
+    first = math.ceil((index - 1e-6) / step)
+    end = math.ceil((index + 1 - 1e-6) / step)
+    return max(end - first, 0)
 
 
 def stream_video(streamer: VideoStreamer, path: PathLike) -> Iterator[FramePrediction]:
