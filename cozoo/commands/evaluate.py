@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 import json
 
-from cozoo.commands import positive_float, positive_int
+from cozoo.commands import add_quiet_argument, add_threads_argument, positive_float, positive_int
 from cozoo.data.kinetics import load_label_map
 from cozoo.evaluation.evaluate import (
     MODES,
@@ -66,6 +66,7 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.workers,
         device=args.device,
+        progress=not args.quiet,
     )
     if args.out:
         written = write_report(metrics, args.out)
@@ -94,4 +95,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--out", metavar="DIR", help="write metrics.json and confusion_<result>.png here")
     parser.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+    add_threads_argument(parser)
+    add_quiet_argument(parser)
     parser.set_defaults(handler=_eval)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from cozoo.commands import positive_int
+from cozoo.commands import STEP_THREADS, add_quiet_argument, add_threads_argument, positive_int
 from cozoo.commands.evaluate import add_model_arguments, load_from_args
 from cozoo.data.video import probe_video
 from cozoo.evaluation.evaluate import LoadedModel
@@ -31,9 +31,28 @@ def _check_plot_path(args: argparse.Namespace) -> None:
         plot = Path(args.plot)
         if plot.is_dir():
             raise ValueError(f"--plot {args.plot!r} is a directory; give a PNG file name")
+        if plot.suffix.lower() != ".png":
+            raise ValueError(f"--plot {args.plot!r}: plots are written as PNG; give a file name ending in "
+                             ".png")
         parent = next((p for p in plot.absolute().parents if p.exists()), None)
         if parent is not None and not parent.is_dir():
             raise ValueError(f"--plot {args.plot!r}: {str(parent)!r} is not a directory")
+
+
+def _seconds(frames: int, fps: float | None) -> str:
+    return f" ({frames / fps:.1f} s at {fps:g} fps)" if fps else ""
+
+
+def _warn_if_short(num_frames: int | None, fps: float | None, needed: int, pad: bool, quiet: bool) -> None:
+    """Say before streaming that the video ends before the model's first prediction (what --pad does)."""
+    if quiet or not num_frames or num_frames >= needed:
+        return
+    what = ("--pad repeats its last frame until then: one prediction" if pad
+            else "no prediction will come: pass --pad to repeat its last frame until the first prediction, "
+            "or "
+            "pick a model with a shorter warm-up (`cozoo models --table`, column '1st out')")
+    print(f"cozoo stream: this video has {num_frames} frames{_seconds(num_frames, fps)}, the model's first "
+          f"prediction needs {needed}{_seconds(needed, fps)}; {what}", file=sys.stderr, flush=True)
 
 
 def _print(prediction: FramePrediction, names: list[str], k: int, note: str = "") -> None:
@@ -47,8 +66,11 @@ def _print(prediction: FramePrediction, names: list[str], k: int, note: str = ""
 def _stream(args: argparse.Namespace) -> int:
     if args.cuda_graphs and not str(args.device).startswith("cuda"):
         raise ValueError(f"--cuda-graphs needs a CUDA device (--device cuda), got --device {args.device}")
-    video_fps = probe_video(args.video).fps  # a missing or unreadable video fails here, before any loading
+    video = probe_video(args.video)  # a missing or unreadable video fails here, before any loading
+    video_fps = video.fps
     _check_plot_path(args)
+    if not args.quiet:
+        print(f"cozoo stream: loading {args.model} ...", file=sys.stderr, flush=True)
     loaded = load_from_args(args)
     continual = loaded.continual()
     if args.fuse_bn:
@@ -69,12 +91,13 @@ def _stream(args: argparse.Namespace) -> int:
     else:
         taken = f"every {rate} frame(s) of the video"
     print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, {taken}; first "
-          f"prediction after {streamer.first_output + 1} model steps (video frame {needed - 1}: "
-          f"{short_videos})"
+          f"prediction after {streamer.first_output + 1} model steps (video frame {needed - 1}"
+          f"{_seconds(needed, video_fps)}: {short_videos})"
           f"{f', then one every {stride * per_step:g} video frames' if stride > 1 else ''}; each prediction "
           f"is centred {streamer.delay * per_step:g} video frames back"
           f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"
           f"{'; steps replayed as CUDA graphs' if args.cuda_graphs else ''}", flush=True)
+    _warn_if_short(video.num_frames, video_fps, needed, args.pad, args.quiet)
     predictions: list[FramePrediction] = []
     start = time.perf_counter()
     interrupted = False
@@ -96,7 +119,7 @@ def _stream(args: argparse.Namespace) -> int:
           flush=True)
     if args.plot and predictions:
         path = plot_probabilities(predictions, names, args.plot, top=args.plot_classes,
-                                  title=f"{args.model}: {args.video}")
+                                  title=f"{args.model}: {args.video}", fps=video_fps)
         print(f"wrote {path}")
     if interrupted:
         return 130
@@ -129,4 +152,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plot", metavar="PNG", help="write the top classes' probabilities over time here")
     parser.add_argument("--plot-classes", type=positive_int, default=5,
                         help="classes drawn in the plot (default 5)")
+    add_threads_argument(parser, default=STEP_THREADS)
+    add_quiet_argument(parser)
     parser.set_defaults(handler=_stream)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from cozoo.continual import to_continual
 from cozoo.data import CorruptVideoWarning, KineticsDataset, VideoDecodeError, eval_transform
@@ -54,17 +56,19 @@ class StreamingResult:
 def streaming_accuracy(
     model: nn.Module, dataset: KineticsDataset, sampling_rate: int, crop: int, mean: tuple[float, ...],
     std: tuple[float, ...], short_side: int | None = None, device: torch.device | str = "cpu",
-    target_fps: float | None = None,
+    target_fps: float | None = None, progress: bool = False,
 ) -> StreamingResult:
     """Stream every video of ``dataset`` through continual ``model``: every ``sampling_rate``-th frame,
     resized, centre-cropped and normalised as for clip evaluation, pushed one at a time; the prediction
     after the last frame counts. A video shorter than the warm-up is extended by repeating its last frame
     (`VideoStreamer.pad_until_output`, the clip samplers' rule for short videos). With ``target_fps``,
-    frames are taken by time, as the clips were."""
+    frames are taken by time, as the clips were. ``progress``: a bar on standard error."""
     transform = FrameTransform(eval_transform(crop=crop, mean=mean, std=std, short_side=short_side))
     streamer = VideoStreamer(model.to(device).eval(), transform, sampling_rate, device, target_fps=target_fps)
     correct = padded = skipped = pushed = 0
-    for record, path in dataset.videos:
+    videos = tqdm(dataset.videos, unit="video", desc="continual check (streaming)", leave=False,
+                  file=sys.stderr, disable=not progress)
+    for record, path in videos:
         try:
             last = stream_video_to_end(streamer, path)[-1]
         except VideoDecodeError as err:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -48,14 +49,16 @@ from cozoo.training.continual_check import build_continual, streaming_accuracy
 from cozoo.training.data import (
     build_datasets,
     clip_settings,
+    point_at_synthetic,
     prepare_synthetic,
     select_records,
     train_loader,
     val_loader,
 )
 
-#: Settings that may change when resuming (they do not affect the result).
-RESUME_MUTABLE = ("data.num_workers", "train.progress", "train.device")
+#: Settings that may change when resuming (they do not affect the result; ``output_dir``: a run folder that
+#: was moved or is named from another working directory resumes where its checkpoint is).
+RESUME_MUTABLE = ("data.num_workers", "train.progress", "train.device", "output_dir")
 
 
 @dataclass
@@ -174,10 +177,12 @@ class Trainer:
         self.out = Path(config.output_dir)
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         state = self._load_or_refuse(resume)
+        if state is not None:  # before generating any video: a refused resume costs nothing
+            if config.data.synthetic is not None:
+                point_at_synthetic(config)
+            _check_resumable(state["config"], config.as_dict())
         if config.data.synthetic is not None:
             prepare_synthetic(config)
-        if state is not None:
-            _check_resumable(state["config"], config.as_dict())
         self.model_config = get_config(config.model.name)
         if self.model_config.continual:
             raise ConfigError(f"model.name {config.model.name!r} is continual: fine-tune its regular source "
@@ -308,7 +313,8 @@ class Trainer:
         every = self.config.train.checkpoint_every_steps
         start, seen_before = time.perf_counter(), p.seen
         bar = tqdm(self.train_loader, total=self.steps_per_epoch, initial=p.step_in_epoch, unit="batch",
-                   desc=f"epoch {p.epoch + 1}/{epochs}", disable=not self.config.train.progress, leave=False)
+                   desc=f"epoch {p.epoch + 1}/{epochs}", disable=not self.config.train.progress, leave=False,
+                   file=sys.stderr)
         for clips, labels in bar:
             self._step(clips, labels)
             rate = (p.seen - seen_before) / max(time.perf_counter() - start, 1e-9)
@@ -332,7 +338,9 @@ class Trainer:
         scores = torch.zeros(len(self.val_set.videos), len(self.label_map))
         targets = torch.full((len(self.val_set.videos),), -1, dtype=torch.long)
         loss_sum, views = 0.0, 0
-        for clips, labels, index in loader:
+        bar = tqdm(loader, total=len(loader), unit="batch", desc="validation", leave=False, file=sys.stderr,
+                   disable=not self.config.train.progress)
+        for clips, labels, index in bar:
             real = index >= 0  # -1: a stand-in for a view that failed to decode
             with self._autocast():
                 logits = self.model(clips.to(self.device)).float().cpu()[real]
@@ -377,7 +385,8 @@ class Trainer:
         model = build_continual(cfg.model.name, len(self.label_map), cfg.model.kwargs, clips.frames,
                                 self.model.state_dict())
         result = streaming_accuracy(model, self.val_set, clips.sampling_rate, clips.test_crop, clips.mean,
-                                    clips.std, clips.test_short_side, self.device, clips.target_fps)
+                                    clips.std, clips.test_short_side, self.device, clips.target_fps,
+                                    progress=cfg.train.progress)
         return {"event": "continual_eval", "epoch": self.progress.epoch, "weights": "last",
                 "pool_window": clips.frames, "clip_val_acc": self.metrics[-1]["val_acc"], **result.as_dict()}
 
