@@ -29,7 +29,7 @@ def _time_steps(model: torch.nn.Module, frame: torch.Tensor, steps: int, threads
     return (time.perf_counter() - start) / steps
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="cox3d_xs")

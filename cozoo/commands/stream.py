@@ -98,6 +98,9 @@ def _stream(args: argparse.Namespace) -> int:
           f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"
           f"{'; steps replayed as CUDA graphs' if args.cuda_graphs else ''}", flush=True)
     _warn_if_short(video.num_frames, video_fps, needed, args.pad, args.quiet)
+    if not args.quiet:
+        print(f"cozoo stream: warming up: {streamer.first_output + 1} model steps before the first "
+              "prediction ...", file=sys.stderr, flush=True)
     predictions: list[FramePrediction] = []
     start = time.perf_counter()
     interrupted = False
