@@ -34,6 +34,7 @@ from torch import nn
 
 from cozoo.continual.pool import CoGlobalAvgPool3d
 from cozoo.layers import blocks
+from cozoo.layers.heads import VideoClassifier
 
 _PER_FRAME = (nn.BatchNorm3d, nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Dropout)
 _SUPPORTED = (
@@ -127,7 +128,7 @@ def to_co_inference(regular: nn.Module, pool_window: int) -> nn.Module:
             return co.AdaptiveAvgPool3d((1, 1, 1), kernel_size=pool_window)
         if isinstance(module, blocks.Flatten):
             return co.Lambda(_flatten_frame)
-        if type(module) is nn.Sequential:
+        if type(module) in (nn.Sequential, VideoClassifier):  # a zoo model computes as its Sequential
             children = module.named_children()
             return co.Sequential(OrderedDict((name, convert(child)) for name, child in children))
         if type(module) is nn.Conv3d:

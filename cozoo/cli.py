@@ -10,11 +10,11 @@ import warnings
 
 import torch
 
-from cozoo.commands import apply_threads, evaluate, finetune, flops, models, stream, weights
+from cozoo.commands import apply_threads, evaluate, extract, finetune, flops, models, stream, weights
 from cozoo.version import __version__
 
 # Modules that define ``add_commands(subparsers)``; each registers one or more sub-commands.
-_COMMAND_MODULES = (models, weights, flops, evaluate, stream, finetune)
+_COMMAND_MODULES = (models, weights, flops, evaluate, stream, finetune, extract)
 
 
 def build_parser() -> argparse.ArgumentParser:

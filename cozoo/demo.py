@@ -82,7 +82,7 @@ def _stream(model: torch.nn.Module, classes: list[str], config, folder: Path) ->
     gap = (torch.stack(outputs, dim=2) - clip).abs().max().item()
     print(f"      step mode vs clip mode over the same frames: max |difference| {gap:.1e}")
     path = plot_probabilities(plotted, classes, PLOT, top=len(classes), fps=15.0,
-                              title=f"co{config.model.name} streaming {video.name} (truth changes every segment)")
+                              title=f"co{config.model.name} streaming {video.name}")
     print(f"      wrote {path}: class probabilities over time")
 
 

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "cozoo.version": 0,
     "cozoo.layers": 1,
     "cozoo.labels": 1,
+    "cozoo.distributed": 1,
     "cozoo.continual": 2,
     "cozoo.models": 3,
     "cozoo.weights": 4,
@@ -100,7 +101,8 @@ def import_graph(root: Path) -> dict[str, set[str]]:
 
 
 def layer_of(module: str) -> int:
-    matches = [prefix for prefix in LAYERS if module == prefix or module.startswith(prefix + ".")]
+    matches = [prefix for prefix in LAYERS
+               if module == prefix or (prefix != "cozoo" and module.startswith(prefix + "."))]
     if not matches:
         raise KeyError(f"{module} has no layer: add its prefix to LAYERS (and the README's Architecture)")
     return LAYERS[max(matches, key=len)]

@@ -1,5 +1,6 @@
 """``cozoo eval --model NAME --annotations CSV --videos DIR``: clip, multi-view and continual streaming
-accuracy (top-1/top-5) with confusion matrices; see `cozoo.evaluation`."""
+accuracy (top-1/top-5) with confusion matrices; see `cozoo.evaluation`. Under ``torchrun -m cozoo eval ...``
+the processes share the videos and rank 0 writes the same metrics as one process."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import dataclasses
 import json
 
+from cozoo import distributed
 from cozoo.commands import add_quiet_argument, add_threads_argument, positive_float, positive_int
 from cozoo.data.kinetics import load_label_map
 from cozoo.evaluation.evaluate import (
@@ -52,8 +54,25 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    device = distributed.device_for(args.device, distributed.from_env())
     loaded = load_from_args(args)
-    metrics = evaluate(
+    with distributed.session(device) as job:
+        metrics = _evaluate(args, loaded, device)
+    if not job.main:
+        return 0
+    if args.out:
+        written = write_report(metrics, args.out)
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+    else:
+        print("\n".join(summary_lines(metrics)))
+        if args.out:
+            print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, loaded: LoadedModel, device: object) -> dict:
+    return evaluate(
         loaded,
         args.annotations,
         args.videos,
@@ -65,18 +84,9 @@ def _eval(args: argparse.Namespace) -> int:
         sampling_rate=args.sampling_rate,
         batch_size=args.batch_size,
         num_workers=args.workers,
-        device=args.device,
+        device=device,  # type: ignore[arg-type]
         progress=not args.quiet,
     )
-    if args.out:
-        written = write_report(metrics, args.out)
-    if args.json:
-        print(json.dumps(metrics, indent=1))
-    else:
-        print("\n".join(summary_lines(metrics)))
-        if args.out:
-            print(f"wrote {', '.join(str(p) for p in written)}")
-    return 0
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

@@ -4,6 +4,8 @@ model from a YAML recipe.
 Recipes live in ``configs/finetune/``; overrides such as ``train.epochs=3 output_dir=runs/try`` apply on top.
 The run folder gets ``last.pt`` (every epoch), ``best.pt`` (best validation accuracy), ``metrics.jsonl``,
 ``config.yaml`` (the recipe with its overrides) and the label map.
+Several GPUs or machines: ``torchrun --nproc_per_node=G -m cozoo finetune CONFIG.yaml`` (``data.batch_size``
+stays the global batch).
 
 Resuming continues from ``last.pt`` exactly where it stopped:
   cozoo finetune --resume runs/synthetic_x3d        # the run folder: its config.yaml, overrides included
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cozoo import distributed
 from cozoo.commands import add_quiet_argument, add_threads_argument
 from cozoo.training import finetune, load_config
 from cozoo.training.config import FinetuneConfig
@@ -57,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.progress=false"] if args.quiet else [])
     config, resume = resolve_config(args.config, args.resume, overrides)
     result = finetune(config, resume=resume)
+    if not distributed.from_env().main:
+        return 0
     last = result.metrics[-1]
     print(f"{config.model.name}: {last['epoch']} epochs, val acc {last['val_acc']:.3f} "
           f"(best {result.best_val_acc:.3f}); run folder {result.output_dir}")

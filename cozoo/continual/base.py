@@ -183,11 +183,12 @@ class ContinualModule:
     #: module, which therefore cannot name it), and importing `cozoo.continual` always imports that module.
     stream_class: type | None = None
 
-    def stream(self, cuda_graphs: bool = False):  # -> cozoo.continual.stream.Stream
+    def stream(self, cuda_graphs: bool = False, features: bool = False):  # -> cozoo.continual.stream.Stream
         """A `Stream` over this model (resets it): ``stream.push(frame)`` returns a `Prediction` or None.
-        ``cuda_graphs``: replay steps as CUDA graphs (a model on a CUDA device)."""
+        ``cuda_graphs``: replay steps as CUDA graphs (a model on a CUDA device); ``features``: predictions
+        carry each step's pooled features instead of logits."""
         assert ContinualModule.stream_class is not None, "cozoo.continual.stream registers Stream on import"
-        return ContinualModule.stream_class(self, cuda_graphs=cuda_graphs)
+        return ContinualModule.stream_class(self, cuda_graphs=cuda_graphs, features=features)
 
     def reset(self) -> None:
         """Forget the stream: drop all state in this module and its children."""

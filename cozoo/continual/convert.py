@@ -17,9 +17,11 @@ from torch.nn.utils import parametrize
 from cozoo.continual.base import ContinualModule
 from cozoo.continual.containers import CoIdentity, CoResidual, CoSequential
 from cozoo.continual.conv import CacheForm, CoConv3d, check_cache_form
+from cozoo.continual.heads import CoVideoClassifier
 from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
 from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation, as_per_frame
 from cozoo.layers import blocks
+from cozoo.layers.heads import VideoClassifier
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,13 @@ def _identity(module: nn.Module, options: ConversionOptions) -> nn.Module:
 def _sequential(module: nn.Module, options: ConversionOptions) -> nn.Module:
     children = module.named_children()
     return CoSequential(OrderedDict((name, convert_module(child, options)) for name, child in children))
+
+
+@register_continual(VideoClassifier)
+def _video_classifier(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    children = OrderedDict((name, convert_module(child, options)) for name, child in module.named_children())
+    return CoVideoClassifier(children, module.head_start, module.classifier_name,  # type: ignore[arg-type]
+                             module.num_features)  # type: ignore[arg-type]
 
 
 @register_continual(blocks.Residual)

@@ -7,6 +7,8 @@ so a model built only from these converts without extra code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -88,7 +90,12 @@ class PerFrame(nn.Module):
         self.module = module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.map_frames(self.module, x)
+
+    @staticmethod
+    def map_frames(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``fn`` applied to every frame of ``x`` (N, C, T, H, W), outputs stacked on dim 2."""
         n, c, t, h, w = x.shape
-        y = self.module(x.transpose(1, 2).reshape(n * t, c, h, w))
+        y = fn(x.transpose(1, 2).reshape(n * t, c, h, w))
         y = y.reshape(n, t, *y.shape[1:])
         return y.transpose(1, 2)

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cozoo.layers.blocks import Flatten
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.registry import ModelConfig, register_model
 
 # (name, output channels, pool after it: None or (kernel, padding))
@@ -52,7 +53,7 @@ def c3d(num_classes: int = 487, dropout: float = 0.5) -> nn.Sequential:
     layers["relu7"] = nn.ReLU()
     layers["drop7"] = nn.Dropout(dropout)
     layers["fc8"] = nn.Linear(4096, num_classes)
-    return nn.Sequential(layers)
+    return VideoClassifier(layers, head_start="flatten", classifier_name="fc8")
 
 
 register_model(

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cozoo.layers.blocks import Residual
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.registry import ModelConfig, register_model
 from cozoo.models.resnet3d import classifier_head, conv2plus1d
 
@@ -60,7 +61,7 @@ def r2plus1d_18(num_classes: int = 400, dropout: float = 0.0) -> nn.Sequential:
                                                       basic_block(dim_out, dim_out))))
         dim_in = dim_out
     layers.append(("head", classifier_head(dim_in, num_classes, dropout)))
-    return nn.Sequential(OrderedDict(layers))
+    return VideoClassifier(OrderedDict(layers), head_start="head.pool", classifier_name="head.fc")
 
 
 # torchvision trained on 16 consecutive frames of videos resampled to 15 fps (every 2nd frame at 30 fps),

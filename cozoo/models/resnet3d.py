@@ -25,6 +25,7 @@ from typing import Literal
 from torch import nn
 
 from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.registry import ModelConfig, register_model
 
 ConvB = Literal["3d", "2plus1d"]
@@ -189,7 +190,7 @@ def create_resnet3d(
             layers.append(("stage1_pool", nn.MaxPool3d(kernel_size=(2, 1, 1), stride=(2, 1, 1))))
         dim_in, dim_inner = dim_inner * 4, dim_inner * 2
     layers.append(("head", classifier_head(dim_in, num_classes, dropout)))
-    return nn.Sequential(OrderedDict(layers))
+    return VideoClassifier(OrderedDict(layers), head_start="head.pool", classifier_name="head.fc")
 
 
 def i3d_r50(num_classes: int = 400, dropout: float = 0.5) -> nn.Sequential:

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cozoo.layers.blocks import Flatten, GlobalAvgPool3d
+from cozoo.layers.heads import VideoClassifier
 from cozoo.layers.pathways import ConcatPathways, FuseFastToSlow, Pathways, SplitPathways
 from cozoo.models.registry import ModelConfig, register_model
 from cozoo.models.resnet3d import R50_DEPTHS, make_stem, res_stage
@@ -71,7 +72,7 @@ def create_slowfast(
         ("flatten", Flatten()),
         ("fc", nn.Linear(dim_in + dim_in // beta_inv, num_classes)),
     ]))))
-    return nn.Sequential(OrderedDict(layers))
+    return VideoClassifier(OrderedDict(layers), head_start="head.pool", classifier_name="head.fc")
 
 
 def slowfast_r50(num_classes: int = 400, dropout: float = 0.5) -> nn.Sequential:

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual, SqueezeExcitation
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.registry import ModelConfig, register_model
 
 STAGE_DEPTHS = (1, 2, 5, 3)
@@ -139,7 +140,7 @@ def x3d(
             fc=nn.Linear(head_width, num_classes),
         )
     )
-    return nn.Sequential(modules)
+    return VideoClassifier(modules, head_start="head.pool", classifier_name="head.fc")
 
 
 _VARIANTS = (

@@ -111,7 +111,10 @@ class OptimSection:
 @dataclass
 class TrainSection:
     """``amp``: float16 autocast, only on CUDA. ``checkpoint_every_steps``: also checkpoint mid-epoch.
-    ``continual_eval``: after training, stream every validation video through the continual model."""
+    ``continual_eval``: after training, stream every validation video through the continual model.
+    ``sync_bn``: under torchrun, BatchNorm statistics over the whole batch of all processes
+    (``nn.SyncBatchNorm``, CUDA only) instead of each process's share. ``grad_checkpointing``: recompute
+    activations in the backward pass (`cozoo.layers.heads.VideoClassifier.set_grad_checkpointing`)."""
 
     epochs: int = 10
     device: str = "auto"
@@ -121,6 +124,8 @@ class TrainSection:
     checkpoint_every_steps: int = 0
     continual_eval: bool = True
     progress: bool = True
+    sync_bn: bool = False
+    grad_checkpointing: bool = False
 
 
 @dataclass

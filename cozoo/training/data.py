@@ -165,10 +165,18 @@ class EpochSeeded(Dataset):
 
 class ResumableSampler(Sampler):
     """Yields ``(epoch, index)`` keys of one epoch in a permutation drawn from ``(seed, epoch)``, starting
-    at position ``start`` (to resume an epoch part-way). Set both with `set_epoch` before iterating."""
+    at position ``start`` (to resume an epoch part-way). Set both with `set_epoch` before iterating.
 
-    def __init__(self, size: int, seed: int) -> None:
+    The order is global: it is cut into batches of ``batch_size`` (the recipe's, whatever the number of
+    processes; a last partial batch is dropped), and rank ``r`` of ``world_size`` processes takes slice
+    ``r`` of each, so the processes together see the same samples at every step as one process does.
+    """
+
+    def __init__(self, size: int, seed: int, batch_size: int = 1, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"the batch size {batch_size} does not split evenly over {world_size} processes")
         self.size, self.seed = size, seed
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -178,21 +186,30 @@ class ResumableSampler(Sampler):
         generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
         return torch.randperm(self.size, generator=generator).tolist()
 
+    def _mine(self) -> list[int]:
+        order = self.order()[self.start:]
+        order = order[: len(order) // self.batch_size * self.batch_size]
+        share = self.batch_size // self.world_size
+        return [index for begin in range(0, len(order), self.batch_size)
+                for index in order[begin + self.rank * share: begin + (self.rank + 1) * share]]
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(self.epoch, index) for index in self.order()[self.start:]])
+        return iter([(self.epoch, index) for index in self._mine()])
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return (self.size - self.start) // self.batch_size * (self.batch_size // self.world_size)
 
 
-def train_loader(dataset: KineticsDataset, data: DataSection, seed: int, pin_memory: bool) -> DataLoader:
-    """Batches of ``data.batch_size`` clips (the last partial batch is dropped) in resumable order."""
+def train_loader(dataset: KineticsDataset, data: DataSection, seed: int, pin_memory: bool,
+                 rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Batches of ``data.batch_size`` clips (the last partial batch is dropped) in resumable order; with
+    ``world_size`` processes, this rank's ``batch_size / world_size`` clips of each (`ResumableSampler`)."""
     if len(dataset) < data.batch_size:
         raise ValueError(f"{len(dataset)} training videos are fewer than one batch ({data.batch_size})")
     return DataLoader(
         EpochSeeded(dataset, seed),
-        batch_size=data.batch_size,
-        sampler=ResumableSampler(len(dataset), seed),
+        batch_size=data.batch_size // world_size,
+        sampler=ResumableSampler(len(dataset), seed, data.batch_size, rank, world_size),
         drop_last=True,
         num_workers=data.num_workers,
         persistent_workers=data.num_workers > 0,
@@ -201,10 +218,13 @@ def train_loader(dataset: KineticsDataset, data: DataSection, seed: int, pin_mem
     )
 
 
-def val_loader(dataset: KineticsDataset, data: DataSection, pin_memory: bool) -> DataLoader:
+def val_loader(dataset: KineticsDataset, data: DataSection, pin_memory: bool,
+               sampler: Sampler | None = None) -> DataLoader:
+    """Validation views in order (``sampler``: e.g. this rank's share, `cozoo.distributed.ShardSampler`)."""
     return DataLoader(
         dataset,
         batch_size=data.val_batch_size or data.batch_size,
+        sampler=sampler,
         shuffle=False,
         num_workers=data.num_workers,
         persistent_workers=data.num_workers > 0,
