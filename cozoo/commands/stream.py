@@ -80,6 +80,17 @@ def _seconds(frames: int, fps: float | None) -> str:
     return f" ({frames / fps:.1f} s at {fps:g} fps)" if fps else ""
 
 
+def _warn_if_short(num_frames: int | None, fps: float | None, needed: int, pad: bool) -> None:
+    """Say before streaming that a video ends before the model's first prediction (and what --pad does)."""
+    if not num_frames or num_frames >= needed:
+        return
+    what = ("--pad repeats its last frame until then: one prediction" if pad
+            else "no prediction will come: pass --pad to repeat its last frame until the first prediction, "
+            "or pick a model with a shorter warm-up (`cozoo models --table`, column '1st out')")
+    print(f"cozoo stream: this video has {num_frames} frames{_seconds(num_frames, fps)}, the model's first "
+          f"prediction needs {needed}{_seconds(needed, fps)}; {what}", file=sys.stderr, flush=True)
+
+
 def _header(args: argparse.Namespace, loaded: LoadedModel, streamer: VideoStreamer, rate: int) -> str:
     needed = streamer.video_frame(streamer.first_output) + 1
     stride = int(streamer.model.stride)
@@ -118,6 +129,10 @@ def _stream(args: argparse.Namespace) -> int:
     streamer = VideoStreamer(continual, transform, rate, args.device, target_fps=loaded.config.target_fps)
     streamer.fps = next(iter(declared.values())).fps if declared else None  # for the header
     print(_header(args, loaded, streamer, rate), file=human, flush=True)
+    if not args.quiet:
+        needed = streamer.video_frame(streamer.first_output) + 1
+        for info in declared.values():
+            _warn_if_short(info.num_frames, info.fps, needed, args.pad)
     names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
     options = LiveOptions(rate, loaded.config.target_fps, k, args.buffer, args.realtime, args.pad,
                           keep=bool(args.plot), reconnect=ReconnectPolicy(retries=args.reconnect_retries))
