@@ -61,7 +61,7 @@ class FlopCount:
     state_bytes: int = 0  # continual state in steady state (0 for a regular model)
     warmup_steps: int = 0  # steps before the first output
     period: int = 1  # steps the per-frame figure is amortised over (the model's temporal stride)
-    peak_step_macs: float = 0.0  # the dearest single step of the period (= macs for a clip)
+    peak_step_macs: float = 0.0  # the costliest single step of the period (= macs for a clip)
     batchnorm: BatchNormCount = "eval"
     convention: str = field(default="", repr=False)
 
@@ -80,7 +80,7 @@ class FlopCount:
         if self.mode == "step":
             lines.append(
                 f"  state {_mb(self.state_bytes)} MB, warm-up {self.warmup_steps} steps, "
-                f"dearest step {self.peak_step_macs / 1e9:.3f} GMACs"
+                f"costliest step {self.peak_step_macs / 1e9:.3f} GMACs"
             )
         ops = ", ".join(f"{op} {macs / 1e9:.3f}" for op, macs in sorted(self.by_op.items()))
         lines.append(f"  by op (GMACs): {ops or 'none'}")

@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "cozoo.factory": 5,
     "cozoo.registry": 6,
     "cozoo.inference": 6,
+    "cozoo.zoo": 6,
     "cozoo.training": 7,
     "cozoo.evaluation": 8,
     "cozoo.commands": 10,

@@ -9,7 +9,7 @@ import dataclasses
 import json
 
 from cozoo import distributed
-from cozoo.commands import positive_float, positive_int
+from cozoo.commands import add_quiet_argument, add_threads_argument, positive_float, positive_int
 from cozoo.data.kinetics import load_label_map
 from cozoo.evaluation.evaluate import (
     MODES,
@@ -90,6 +90,7 @@ def _evaluate(args: argparse.Namespace, loaded: LoadedModel, device: object) -> 
         batch_size=args.batch_size,
         num_workers=args.workers,
         device=device,  # type: ignore[arg-type]
+        progress=not args.quiet,
     )
 
 
@@ -109,4 +110,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--out", metavar="DIR", help="write metrics.json and confusion_<result>.png here")
     parser.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+    add_threads_argument(parser)
+    add_quiet_argument(parser)
     parser.set_defaults(handler=_eval)

@@ -8,7 +8,7 @@ import argparse
 import dataclasses
 
 from cozoo import distributed
-from cozoo.commands import positive_int
+from cozoo.commands import add_threads_argument, positive_int
 from cozoo.commands.evaluate import add_model_arguments, load_from_args
 from cozoo.inference.extract import ExtractSummary, extract, list_videos
 from cozoo.registry import get_config
@@ -44,4 +44,5 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clips", type=positive_int, default=1,
                         help="regular models: uniformly spaced clips per video (default 1: the centre clip)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads_argument(parser)
     parser.set_defaults(handler=_extract)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cozoo.commands import positive_int
+from cozoo.commands import STEP_THREADS, add_threads_argument, positive_int
 from cozoo.commands.evaluate import add_model_arguments, load_from_args
 from cozoo.data.kinetics import CorruptVideoWarning
 from cozoo.data.video import probe_video
@@ -44,6 +44,9 @@ def _check_output_paths(args: argparse.Namespace) -> None:
             path = Path(value)
             if path.is_dir():
                 raise ValueError(f"{flag} {value!r} is a directory; give {what}")
+            if flag == "--plot" and path.suffix.lower() != ".png":
+                raise ValueError(f"--plot {value!r}: plots are written as PNG; give a file name ending in "
+                                 ".png")
             parent = next((p for p in path.absolute().parents if p.exists()), None)
             if parent is not None and not parent.is_dir():
                 raise ValueError(f"{flag} {value!r}: {str(parent)!r} is not a directory")
@@ -74,6 +77,21 @@ def _line(prediction: FramePrediction, record: dict, several: bool) -> str:
     return f"{prefix}{where}: {shown}{notes}"
 
 
+def _seconds(frames: int, fps: float | None) -> str:
+    return f" ({frames / fps:.1f} s at {fps:g} fps)" if fps else ""
+
+
+def _warn_if_short(num_frames: int | None, fps: float | None, needed: int, pad: bool) -> None:
+    """Say before streaming that a video ends before the model's first prediction (and what --pad does)."""
+    if not num_frames or num_frames >= needed:
+        return
+    what = ("--pad repeats its last frame until then: one prediction" if pad
+            else "no prediction will come: pass --pad to repeat its last frame until the first prediction, "
+            "or pick a model with a shorter warm-up (`cozoo models --table`, column '1st out')")
+    print(f"cozoo stream: this video has {num_frames} frames{_seconds(num_frames, fps)}, the model's first "
+          f"prediction needs {needed}{_seconds(needed, fps)}; {what}", file=sys.stderr, flush=True)
+
+
 def _header(args: argparse.Namespace, loaded: LoadedModel, streamer: VideoStreamer, rate: int) -> str:
     needed = streamer.video_frame(streamer.first_output) + 1
     stride = int(streamer.model.stride)
@@ -85,8 +103,8 @@ def _header(args: argparse.Namespace, loaded: LoadedModel, streamer: VideoStream
     else:
         taken = f"every {rate} frame(s) of the video"
     return (f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, {taken}; first "
-            f"prediction after {streamer.first_output + 1} model steps (video frame {needed - 1}: "
-            f"{short_videos})"
+            f"prediction after {streamer.first_output + 1} model steps (video frame {needed - 1}"
+            f"{_seconds(needed, streamer.fps)}: {short_videos})"
             f"{f', then one every {stride * per_step:g} video frames' if stride > 1 else ''}; each "
             f"prediction is centred {streamer.delay * per_step:g} video frames back"
             f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"
@@ -112,6 +130,10 @@ def _stream(args: argparse.Namespace) -> int:
     streamer = VideoStreamer(continual, transform, rate, args.device, target_fps=loaded.config.target_fps)
     streamer.fps = next(iter(declared.values())).fps if declared else None  # for the header
     print(_header(args, loaded, streamer, rate), file=human, flush=True)
+    if not args.quiet:
+        needed = streamer.video_frame(streamer.first_output) + 1
+        for info in declared.values():
+            _warn_if_short(info.num_frames, info.fps, needed, args.pad)
     names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
     options = LiveOptions(rate, loaded.config.target_fps, k, args.buffer, args.realtime, args.pad,
                           keep=bool(args.plot), reconnect=ReconnectPolicy(retries=args.reconnect_retries))
@@ -157,7 +179,8 @@ def _stream(args: argparse.Namespace) -> int:
     for run, plot in zip(runs, _numbered(args.plot, len(specs)) or [], strict=False):
         if run.kept:
             path = plot_probabilities(run.kept, names, plot, top=args.plot_classes,
-                                      title=f"{args.model}: {run.spec.text}")
+                                      title=f"{args.model}: {run.spec.text}",
+                                      fps=declared[run.index].fps if run.index in declared else None)
             print(f"wrote {path}", file=human)
     for run, out in zip(runs, _numbered(args.out, len(specs)) or [], strict=False):
         if run.writer is not None and run.writer.frames:
@@ -222,6 +245,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rtsp-transport", choices=("tcp", "udp", "auto"), default="tcp",
                         help="how RTSP sources send their media (default tcp; auto: UDP, then TCP)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or status line")
+    add_threads_argument(parser, default=STEP_THREADS)
     parser.add_argument("--plot-classes", type=positive_int, default=5,
                         help="classes drawn in the plot (default 5)")
     parser.set_defaults(handler=_stream)

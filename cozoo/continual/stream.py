@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -87,6 +88,12 @@ class Stream:
             return None
         if self.features:
             return stamp(None, index, self.delay, features=out)
+        if not self._warned_nonfinite and out.device.type == "cpu" and not bool(torch.isfinite(out).all()):
+            # CPU only: on CUDA the check would wait for the step to finish (a sync per prediction)
+            self._warned_nonfinite = True
+            warnings.warn(f"the prediction at frame {index} is NaN or infinite: a frame pushed within the "
+                          "receptive field holds NaN or Inf values (check the decoding and normalisation)",
+                          RuntimeWarning, stacklevel=2)
         return stamp(out, index, self.delay)
 
     def reset(self) -> None:
@@ -95,6 +102,7 @@ class Stream:
         self.model.reset()
         self._stepper = None
         self.frames_seen = 0
+        self._warned_nonfinite = False
         self.delay: int = self.model.delay
         self.first_output: int = self.model.first_output
 

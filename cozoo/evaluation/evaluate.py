@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from cozoo import distributed
 from cozoo.continual import to_continual
@@ -372,20 +374,22 @@ def predict_streams(
     num_classes: int,
     device: torch.device | str = "cpu",
     target_fps: float | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Step ``continual`` through each ``(path, label)`` video (by time with ``target_fps``, see
     `VideoStreamer`); per video, the softmax of the last
     prediction and the mean softmax over all predictions. Returns ``last``, ``mean`` (V, C), ``targets``
     (V,) and ``padded_videos`` (videos shorter than the warm-up). A video that fails to decode part-way
     gets target -1 (see `evaluated`). Under torchrun each process streams its share of the videos
-    (`cozoo.distributed.shard`) and the results are gathered."""
+    (`cozoo.distributed.shard`) and the results are gathered. ``progress``: a bar on standard error."""
     streamer = VideoStreamer(continual, transform, sampling_rate, device, target_fps=target_fps)
     last = torch.zeros(len(videos), num_classes)
     mean = torch.zeros(len(videos), num_classes)
     labels = torch.tensor([label for _, label in videos], dtype=torch.long)
     targets = torch.full_like(labels, -1)  # filled in by the process that streams the video
     padded = 0
-    for row in distributed.shard(range(len(videos))):
+    shard = distributed.shard(range(len(videos)))
+    for row in tqdm(shard, unit="video", desc="stream", leave=False, file=sys.stderr, disable=not progress):
         path = videos[row][0]
         targets[row] = labels[row]
         try:
@@ -423,12 +427,14 @@ def evaluate(
     num_workers: int = 0,
     device: torch.device | str = "cpu",
     out_dir: PathLike | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``loaded`` on the videos of ``annotations`` under ``modes``; returns the metrics dict.
 
     ``crop`` overrides the test crop (and short side); ``sampling_rate`` the streaming frame step (default:
     the model's clip sampling rate). With ``out_dir``, writes ``metrics.json`` and one
-    ``confusion_<result>.png`` per result there (rank 0 only).
+    ``confusion_<result>.png`` per result there (rank 0 only). ``progress``: a bar per protocol on standard
+    error.
 
     Under torchrun (inside `cozoo.distributed.session`) every process probes the videos, scores its share
     of them and gathers the rest: the metrics are those of one process (``seconds`` aside; sums of softmax
@@ -464,24 +470,32 @@ def evaluate(
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
 
-    def run_views(ds: KineticsDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_views(ds: KineticsDataset, what: str) -> tuple[torch.Tensor, torch.Tensor]:
         loader = DataLoader(ds, batch_size=batch_size, sampler=distributed.ShardSampler(len(ds)),
                             num_workers=num_workers)
-        return predict_videos(model, loader, len(ds.videos), loaded.num_classes, device)
+        batches = tqdm(loader, total=len(loader), unit="batch", desc=what, leave=False, file=sys.stderr,
+                       disable=not progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = predict_videos(model, batches, len(ds.videos), loaded.num_classes, device)
+        _warn_once_per_video(caught, told_short)
+        told_short.update(_short_videos(caught))
+        return result
 
     def scored(what: str, probs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
         probs, targets, dropped = evaluated(probs, targets, what)
         return {**score(probs, targets), "undecodable_videos": dropped}
 
+    told_short: set[str] = set()  # videos the clip protocols found shorter than declared (warned once)
     if "clip" in modes:
         start = time.perf_counter()
-        results["clip"] = {**scored("clip", *run_views(dataset)), "clips": 1, "crops": 1}
+        results["clip"] = {**scored("clip", *run_views(dataset, "clip")), "clips": 1, "crops": 1}
         seconds["clip"] = time.perf_counter() - start
     if "multiview" in modes:
         start = time.perf_counter()
         views = build_dataset(kept, video_root, training=False, probe=False, num_clips=num_clips,
                               num_crops=num_crops, **common)
-        results["multiview"] = {**scored("multiview", *run_views(views)), "clips": num_clips,
+        results["multiview"] = {**scored("multiview", *run_views(views, "multiview")), "clips": num_clips,
                                 "crops": num_crops}
         seconds["multiview"] = time.perf_counter() - start
     if "stream" in modes:
@@ -489,8 +503,11 @@ def evaluate(
         rate = config.sampling_rate if sampling_rate is None else sampling_rate
         continual = loaded.continual().to(device)
         videos = [(path, label_map[record.label]) for record, path in dataset.videos]
-        out = predict_streams(continual, videos, frame_transform(config, crop), rate, loaded.num_classes,
-                              device, target_fps=config.target_fps)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = predict_streams(continual, videos, frame_transform(config, crop), rate, loaded.num_classes,
+                                  device, target_fps=config.target_fps, progress=progress)
+        _warn_once_per_video(caught, told_short)
         facts = {"sampling_rate": rate, "target_fps": config.target_fps, "pool_window": loaded.pool_window,
                  "first_output_step": int(continual.first_output), "padded_videos": out["padded_videos"]}
         results["stream_last"] = {**scored("stream", out["last"], out["targets"]), **facts}
@@ -519,6 +536,24 @@ def evaluate(
     if out_dir is not None and distributed.current().main:
         write_report(metrics, out_dir)
     return metrics
+
+
+def _short_videos(caught: Sequence[warnings.WarningMessage]) -> set[str]:
+    """Paths of the videos a `CorruptVideoWarning` of ``caught`` reports as shorter than declared."""
+    return {str(w.message).split("'")[1] for w in caught
+            if issubclass(w.category, CorruptVideoWarning) and str(w.message).startswith("'")}
+
+
+def _warn_once_per_video(caught: Sequence[warnings.WarningMessage], told: set[str]) -> None:
+    """Re-issue ``caught``, each message once, leaving out the short-video warnings of videos in ``told``
+    (the clip protocols and the stream protocol each notice a truncated file: say it once)."""
+    seen: set[str] = set()
+    for w in caught:
+        text = str(w.message)
+        if text in seen or _short_videos([w]) & told:
+            continue
+        seen.add(text)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def write_report(metrics: Mapping[str, Any], out_dir: PathLike) -> list[Path]:

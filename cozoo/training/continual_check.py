@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from cozoo.continual import to_continual
 from cozoo.data import CorruptVideoWarning, KineticsDataset, VideoDecodeError, eval_transform
@@ -65,18 +67,20 @@ def streaming_accuracy(
     std: tuple[float, ...], short_side: int | None = None, device: torch.device | str = "cpu",
     target_fps: float | None = None, videos: Sequence[tuple[Any, Any]] | None = None,
     resize: tuple[int, int] | None = None, crop_rounding: CropRounding = "floor",
+    progress: bool = False,
 ) -> StreamingResult:
     """Stream every video of ``dataset`` through continual ``model``: every ``sampling_rate``-th frame,
     resized, centre-cropped and normalised as for clip evaluation, pushed one at a time; the prediction
     after the last frame counts. A video shorter than the warm-up is extended by repeating its last frame
     (`VideoStreamer.pad_until_output`, the clip samplers' rule for short videos). With ``target_fps``,
     frames are taken by time, as the clips were. ``videos``: a share of ``dataset.videos`` (default all);
-    ``resize`` and ``crop_rounding`` as in `eval_transform`."""
+    ``resize`` and ``crop_rounding`` as in `eval_transform`; ``progress``: a bar on standard error."""
     transform = FrameTransform(eval_transform(crop=crop, mean=mean, std=std, short_side=short_side,
                                               resize=resize, crop_rounding=crop_rounding))
     streamer = VideoStreamer(model.to(device).eval(), transform, sampling_rate, device, target_fps=target_fps)
     correct = padded = skipped = pushed = 0
-    videos = dataset.videos if videos is None else videos
+    videos = tqdm(dataset.videos if videos is None else videos, unit="video",
+                  desc="continual check (streaming)", leave=False, file=sys.stderr, disable=not progress)
     for record, path in videos:
         try:
             last = stream_video_to_end(streamer, path)[-1]

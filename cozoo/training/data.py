@@ -73,12 +73,22 @@ def clip_settings(data: DataSection, model: ModelConfig) -> Clips:
     )
 
 
+def point_at_synthetic(config: FinetuneConfig) -> Path:
+    """Point the data section at the synthetic dataset's files, generated or not (so that a resumed run's
+    config can be checked before anything is generated); returns the dataset's folder."""
+    data = config.data
+    root = Path(data.root or Path(config.output_dir) / "data")
+    data.root, data.train_csv, data.val_csv = str(root), str(root / "train.csv"), str(root / "val.csv")
+    data.video_root = str(root / "videos")
+    return root
+
+
 def prepare_synthetic(config: FinetuneConfig) -> None:
     """Generate the synthetic dataset (once; kept if the same parameters were used) and point the data
     section at it."""
-    data, synthetic = config.data, config.data.synthetic
+    synthetic = config.data.synthetic
     assert synthetic is not None
-    root = Path(data.root or Path(config.output_dir) / "data")
+    root = point_at_synthetic(config)
     stamp = root / "synthetic.json"
     params = json.dumps(vars(synthetic), sort_keys=True)
     if not (stamp.is_file() and stamp.read_text(encoding="utf-8") == params):
@@ -88,8 +98,6 @@ def prepare_synthetic(config: FinetuneConfig) -> None:
         )
         stamp.write_text(params, encoding="utf-8")
         assert paths.train_csv == root / "train.csv"
-    data.root, data.train_csv, data.val_csv = str(root), str(root / "train.csv"), str(root / "val.csv")
-    data.video_root = str(root / "videos")
 
 
 def select_records(data: DataSection) -> tuple[list[VideoRecord], list[VideoRecord], dict[str, int]]:

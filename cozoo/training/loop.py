@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -62,14 +63,18 @@ from cozoo.training.data import (
     build_datasets,
     clip_settings,
     derived_seed,
+    point_at_synthetic,
     prepare_synthetic,
     select_records,
     train_loader,
     val_loader,
 )
 
-#: Settings that may change when resuming (they do not affect the result beyond float rounding).
-RESUME_MUTABLE = ("data.num_workers", "train.progress", "train.device", "train.grad_checkpointing")
+#: Settings that may change when resuming (they do not affect the result beyond float rounding;
+#: ``output_dir``: a run folder that was moved or is named from another working directory resumes where its
+#: checkpoint is).
+RESUME_MUTABLE = ("data.num_workers", "train.progress", "train.device", "train.grad_checkpointing",
+                  "output_dir")
 
 
 @dataclass
@@ -190,6 +195,10 @@ class Trainer:
         self.out = Path(config.output_dir)
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         state = self._load_or_refuse(resume)
+        if state is not None:  # before generating any video: a refused resume costs nothing
+            if config.data.synthetic is not None:
+                point_at_synthetic(config)
+            _check_resumable(state["config"], config.as_dict())
         if config.data.batch_size % self.dist.world_size:
             raise ConfigError(f"data.batch_size ({config.data.batch_size}) is the global batch: it must be a "
                               f"multiple of the number of processes ({self.dist.world_size})")
@@ -199,8 +208,6 @@ class Trainer:
             distributed.barrier()
             if not self.dist.main:
                 prepare_synthetic(config)
-        if state is not None:
-            _check_resumable(state["config"], config.as_dict())
         self.model_config = get_config(config.model.name)
         if self.model_config.continual:
             raise ConfigError(f"model.name {config.model.name!r} is continual: fine-tune its regular source "
@@ -370,7 +377,7 @@ class Trainer:
         every = self.config.train.checkpoint_every_steps
         start, seen_before = time.perf_counter(), p.seen
         bar = tqdm(self.train_loader, total=self.steps_per_epoch, initial=p.step_in_epoch, unit="batch",
-                   desc=f"epoch {p.epoch + 1}/{epochs}", leave=False,
+                   desc=f"epoch {p.epoch + 1}/{epochs}", leave=False, file=sys.stderr,
                    disable=not (self.config.train.progress and self.dist.main))
         for clips, labels in bar:
             self._step(clips, labels)
@@ -396,7 +403,9 @@ class Trainer:
         scores = torch.zeros(len(self.val_set.videos), len(self.label_map), dtype=torch.float64)
         targets = torch.full((len(self.val_set.videos),), -1, dtype=torch.long)
         totals = torch.zeros(2, dtype=torch.float64)  # loss sum, views
-        for clips, labels, index in loader:
+        bar = tqdm(loader, total=len(loader), unit="batch", desc="validation", leave=False, file=sys.stderr,
+                   disable=not (self.config.train.progress and self.dist.main))
+        for clips, labels, index in bar:
             real = index >= 0  # -1: a stand-in for a view that failed to decode
             with self._autocast():
                 logits = self.model(clips.to(self.device)).float().cpu()[real]
@@ -446,7 +455,8 @@ class Trainer:
         share = streaming_accuracy(model, self.val_set, clips.sampling_rate, clips.test_crop, clips.mean,
                                    clips.std, clips.test_short_side, self.device, clips.target_fps,
                                    videos=distributed.shard(self.val_set.videos, self.dist),
-                                   resize=clips.test_resize, crop_rounding=clips.crop_rounding)
+                                   resize=clips.test_resize, crop_rounding=clips.crop_rounding,
+                                   progress=cfg.train.progress and self.dist.main)
         result = StreamingResult.combine(distributed.gather_objects(share))
         return {"event": "continual_eval", "epoch": self.progress.epoch, "weights": "last",
                 "pool_window": clips.frames, "clip_val_acc": self.metrics[-1]["val_acc"], **result.as_dict()}
