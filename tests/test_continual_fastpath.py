@@ -18,6 +18,9 @@ from cozoo.continual.fastpath import (
     fold_pairs,
     foldable,
     folding_active,
+    ring_cache_applies,
+    ring_weight,
+    ring_write,
     temporal_depthwise,
     temporal_depthwise_applies,
 )
@@ -120,7 +123,38 @@ def test_depthwise_steps_equal_plain_steps_and_cache_layout(kernel):
         fast = co.forward_steps(frames)
     spatial = kernel[1:] != (1, 1)
     assert co[0]._state.is_contiguous(memory_format=torch.channels_last_3d) == spatial
+    assert co[0]._ring_slot == 7 % kernel[0]  # a ring cache: 7 frames written, one slot each
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_ring_cache_gradients_equal_the_shifted_cache():
+    co = _block(groups=4)
+    frames = torch.randn(1, 4, 6, 5, 5)
+    grads = []
+    for enabled in (False, True):
+        co.zero_grad()
+        co.reset()
+        with fast_steps(enabled), pytest.warns(UserWarning, match="gradients enabled"):
+            co.forward_steps(frames).square().sum().backward()
+        assert (co[0]._ring_slot is not None) == enabled
+        grads.append(co[0].weight.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+
+
+def test_ring_helpers():
+    frame = torch.randn(1, 2, 3, 3)
+    assert ring_cache_applies(frame, True, 1)
+    assert not ring_cache_applies(frame, False, 1) and not ring_cache_applies(frame, True, 2)
+    with fast_steps(False):
+        assert not ring_cache_applies(frame, True, 1)
+    cache = torch.zeros(1, 2, 3, 3, 3)
+    with torch.no_grad():
+        assert ring_write(cache, frame, 1) is cache and torch.equal(cache[:, :, 1], frame)
+    written = ring_write(cache, frame + 1, 2)  # autograd on: a new tensor, the old one untouched
+    assert written is not cache and torch.equal(written[:, :, 2], frame + 1) and not cache[:, :, 2].any()
+    weight = torch.arange(3.0).view(1, 1, 3, 1, 1)  # taps 0 (oldest), 1, 2 (newest)
+    assert ring_weight(weight, 0).flatten().tolist() == [2.0, 0.0, 1.0]  # slot 0 newest, slot 1 oldest
+    assert ring_weight(weight, 2).flatten().tolist() == [0.0, 1.0, 2.0]
 
 
 def test_depthwise_cache_layout_and_temporal_depthwise():

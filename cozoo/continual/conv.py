@@ -27,6 +27,9 @@ from cozoo.continual.fastpath import (
     bn_key,
     depthwise_cache_layout,
     fold_bn,
+    ring_cache_applies,
+    ring_weight,
+    ring_write,
     temporal_depthwise,
     temporal_depthwise_applies,
 )
@@ -107,6 +110,7 @@ class CoConv3d(WindowedLayer, nn.Module):
     def _reset_state(self) -> None:
         self._steps = 0
         self._state: torch.Tensor | None = None
+        self._ring_slot: int | None = None  # the next slot of a ring cache (`fastpath`); None: shifted
         self.__dict__.pop("_derived", None)  # weights edited through ``.data`` keep their version
 
     def _step(self, frame: torch.Tensor, bn: nn.BatchNorm3d | None = None) -> torch.Tensor | None:
@@ -126,6 +130,18 @@ class CoConv3d(WindowedLayer, nn.Module):
             bias = None if self.bias is None else self.bias.detach()
             cache["folded"] = (key, fold_bn(self.weight.detach(), bias, bn))
         return cache["folded"][1]
+
+    def _ring_params(self, bn: nn.BatchNorm3d | None, newest: int,
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(weight, bias) for a ring cache whose newest frame is in slot ``newest`` (cached per slot)."""
+        weight, bias = self._step_params(bn)
+        if torch.is_grad_enabled() and weight.requires_grad:
+            return ring_weight(weight, newest), bias
+        key = ("ring", *self._params_key(), bn_key(bn))
+        cache = self.__dict__.setdefault("_derived", {})
+        if cache.get(("ring", newest), (None,))[0] != key:
+            cache[("ring", newest)] = (key, ring_weight(weight.detach(), newest))
+        return cache[("ring", newest)][1], bias
 
     def _params_key(self) -> tuple[object, ...]:
         w, b = self.weight, self.bias
@@ -166,11 +182,17 @@ class CoConv3d(WindowedLayer, nn.Module):
             layout = (depthwise_cache_layout(frame, tuple(self.weight.shape[3:])) if self.depthwise
                       else torch.contiguous_format)
             self._state = frame.new_zeros(n, c, self.receptive_field, h, w).contiguous(memory_format=layout)
-        self._state = shift_in(self._state, frame)
+            self._ring_slot = 0 if ring_cache_applies(frame, self.depthwise, self.dilation_t) else None
+        slot = self._ring_slot
+        if slot is None:
+            self._state = shift_in(self._state, frame)
+        else:
+            self._state = ring_write(self._state, frame, slot)
+            self._ring_slot = (slot + 1) % self.receptive_field
         if not emit:
             return None
         if self.depthwise:  # one 3D conv over the cache beats 2D forms for per-channel filters
-            weight, bias = self._step_params(bn)
+            weight, bias = self._step_params(bn) if slot is None else self._ring_params(bn, slot)
             if temporal_depthwise_applies(weight, self.spatial_stride, self.spatial_padding):
                 window = self._state if self.dilation_t == 1 else self._state[:, :, :: self.dilation_t]
                 return temporal_depthwise(window, weight, bias)

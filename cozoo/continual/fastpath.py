@@ -12,6 +12,12 @@ switches them off, for equivalence tests and for before/after benchmarks in one 
   X3D's 3x3x3 convs at batch 1, one thread). The output frame is then channels-last too, which the
   following per-frame ops and 1x1 convs take as it is. CUDA caches keep their layout (not measured there).
 
+* **Depthwise caches as ring buffers on CPU.** Instead of shifting its K_T-frame cache (K_T - 1 frame copies
+  per step), a depthwise conv with temporal dilation 1 writes each frame over the oldest one and convolves
+  with its weight's taps rolled to match (`ring_weight`): one frame copy per step. The slot is a Python
+  counter of steps, like the emission schedule. CUDA caches keep shifting: a CUDA graph replays one
+  stride phase per graph, and a ring's slot would add phases.
+
 Whether a path applies depends on the grad mode, module flags and the device, never on data, and the step
 still only updates preallocated state in place, so it stays CUDA-graph capturable.
 """
@@ -112,3 +118,24 @@ def temporal_depthwise(window: torch.Tensor, weight: torch.Tensor, bias: torch.T
     n, c, k, h, w = window.shape
     out = torch.matmul(weight.reshape(c, 1, k), window.reshape(n, c, k, h * w)).view(n, c, h, w)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+def ring_cache_applies(frame: torch.Tensor, depthwise: bool, dilation: int) -> bool:
+    """Whether a new frame cache of a conv becomes a ring buffer (`ring_write`): fast paths on, CPU,
+    depthwise, temporal dilation 1. Decided once per stream, when the cache is allocated."""
+    return _enabled and frame.device.type == "cpu" and depthwise and dilation == 1
+
+
+def ring_write(cache: torch.Tensor, frame: torch.Tensor, slot: int) -> torch.Tensor:
+    """Write ``frame`` into ``slot`` of a ring cache (N, C, K, ...); in place, except with gradients enabled
+    (a copy then, as layers saved the old cache for their backward pass). Returns the cache."""
+    if torch.is_grad_enabled():
+        cache = cache.clone()
+    cache[:, :, slot] = frame
+    return cache
+
+
+def ring_weight(weight: torch.Tensor, newest: int) -> torch.Tensor:
+    """A temporal kernel (C_out, C_in/g, K, ...) rolled for a ring cache whose newest frame is in slot
+    ``newest``: slot j holds the frame of tap (j - newest - 1) mod K."""
+    return torch.roll(weight, shifts=newest + 1, dims=2)
