@@ -135,7 +135,7 @@ class CoConv3d(WindowedLayer, nn.Module):
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(weight, bias) for a ring cache whose newest frame is in slot ``newest`` (cached per slot)."""
         weight, bias = self._step_params(bn)
-        if torch.is_grad_enabled() and weight.requires_grad:
+        if (torch.is_grad_enabled() and weight.requires_grad) or torch.compiler.is_compiling():
             return ring_weight(weight, newest), bias
         key = ("ring", *self._params_key(), bn_key(bn))
         cache = self.__dict__.setdefault("_derived", {})

@@ -16,7 +16,8 @@ switches them off, for equivalence tests and for before/after benchmarks in one 
   per step), a depthwise conv with temporal dilation 1 writes each frame over the oldest one and convolves
   with its weight's taps rolled to match (`ring_weight`): one frame copy per step. The slot is a Python
   counter of steps, like the emission schedule. CUDA caches keep shifting: a CUDA graph replays one
-  stride phase per graph, and a ring's slot would add phases.
+  stride phase per graph, and a ring's slot would add phases (a step compiled with ``torch.compile`` on
+  CPU likewise specialises on the slot: compile CPU steps under ``fast_steps(False)``).
 
 Whether a path applies depends on the grad mode, module flags and the device, never on data, and the step
 still only updates preallocated state in place, so it stays CUDA-graph capturable.
