@@ -12,14 +12,16 @@ Per model, at its test crop (or ``--crop``), batch 1, the run's torch threads (`
   frames, once per frame: re-running the clip on a sliding window.
 
 Each round times one of each (steps: ``--step-periods`` stride periods, amortised per frame; clip: one
-forward), in that order, for ``--rounds`` rounds; medians over rounds are reported beside the min and max.
+forward), in that order, for ``--rounds`` rounds; medians over rounds are reported beside the min and max,
+by two clocks: ``wall`` (elapsed) and ``cpu`` (the process's CPU time, which on a machine shared by
+other jobs leaves out the time the process waited for a core; one thread, so it is the work's time).
 ``efficiency`` = (clip latency / step latency) / (clip MACs / step MACs), the share of the FLOPs cut that
 the step turns into speed (goal: 0.8).
 
 ``--streams`` also measures frames/s of the fast step at each batch in ``--stream-batches`` (N parallel
 streams, `model.stream()`-style stepping in inference mode) on ``--stream-threads`` threads (default 1:
-one core), and the real-time 30 fps streams that serves: frames/s / (30 / sampling rate), at the best
-batch.
+one core; by CPU time), and the real-time 30 fps streams that serves: frames/s / (30 / sampling rate), at
+the best batch.
 
     PYTHONPATH=. python benchmarks/step_speed.py --models x3d_s --rounds 7 --streams
 """
@@ -53,8 +55,9 @@ SOURCE_FPS = 30.0  # the source video's frame rate for the real-time stream coun
 
 
 def _stepper(model: torch.nn.Module, frames: list[torch.Tensor], fast: bool, periods: int,
-             ) -> Callable[[], float]:
-    """Warms ``model`` into steady state; returns a callable timing ``periods`` stride periods (s/frame)."""
+             ) -> Callable[[], tuple[float, float]]:
+    """Warms ``model`` into steady state; returns a callable timing ``periods`` stride periods: (wall, CPU)
+    seconds per frame step."""
     grad = torch.inference_mode if fast else torch.no_grad
     steps = periods * int(model.stride)
     with grad(), fast_steps(fast):
@@ -64,10 +67,10 @@ def _stepper(model: torch.nn.Module, frames: list[torch.Tensor], fast: bool, per
 
     def timed() -> float:
         with grad(), fast_steps(fast):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for i in range(steps):
                 model.forward_step(frames[i % len(frames)])
-            return (time.perf_counter() - start) / steps
+            return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
     return timed
 
@@ -91,29 +94,31 @@ def measure_model(name: str, crop: int | None, rounds: int, periods: int) -> dic
     fast = _stepper(fast_model, frames, True, periods)
     plain = _stepper(plain_model, frames, False, periods)
 
-    def clip_once() -> float:
+    def clip_once() -> tuple[float, float]:
         with torch.no_grad():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             regular(clip)
-            return time.perf_counter() - start
+            return time.perf_counter() - start, time.process_time() - cpu
 
     clip_once()  # one-off work (allocations, oneDNN primitives) stays out of the timings
-    times: dict[str, list[float]] = {"step_fast": [], "step_plain": [], "clip": []}
+    times: dict[str, list[tuple[float, float]]] = {"step_fast": [], "step_plain": [], "clip": []}
     for _ in range(rounds):
         times["step_fast"].append(fast())
         times["step_plain"].append(plain())
         times["clip"].append(clip_once())
-    modes = {mode: _summary(values) for mode, values in times.items()}
-    fast_ms, plain_ms, clip_ms = (modes[m]["median_ms"] for m in ("step_fast", "step_plain", "clip"))
-    reduction = counted["reduction"]
-    return {
-        "continual_name": f"co{name}", "crop": crop, "frames": config.frames, "flops": counted,
-        "modes": modes,
-        "fast_vs_plain": plain_ms / fast_ms,
-        "speedup_vs_clip": {"step_fast": clip_ms / fast_ms, "step_plain": clip_ms / plain_ms},
-        "efficiency": {"step_fast": clip_ms / fast_ms / reduction,
-                       "step_plain": clip_ms / plain_ms / reduction},
-    }
+    entry: dict[str, Any] = {"continual_name": f"co{name}", "crop": crop, "frames": config.frames,
+                             "flops": counted}
+    for clock, index in (("wall", 0), ("cpu", 1)):
+        modes = {mode: _summary([t[index] for t in values]) for mode, values in times.items()}
+        fast_ms, plain_ms, clip_ms = (modes[m]["median_ms"] for m in ("step_fast", "step_plain", "clip"))
+        entry[clock] = {
+            "modes": modes,
+            "fast_vs_plain": plain_ms / fast_ms,
+            "speedup_vs_clip": {"step_fast": clip_ms / fast_ms, "step_plain": clip_ms / plain_ms},
+            "efficiency": {"step_fast": clip_ms / fast_ms / counted["reduction"],
+                           "step_plain": clip_ms / plain_ms / counted["reduction"]},
+        }
+    return entry
 
 
 def measure_streams(name: str, crop: int | None, batches: tuple[int, ...], periods: int) -> dict[str, Any]:
@@ -127,9 +132,11 @@ def measure_streams(name: str, crop: int | None, batches: tuple[int, ...], perio
     for batch in batches:
         frames = [torch.randn(batch, 3, crop, crop) for _ in range(2)]
         timed = _stepper(model, frames, True, periods)
-        seconds = statistics.median(timed() for _ in range(3))
-        per_batch[str(batch)] = {"frames_per_s": batch / seconds, "ms_per_step": seconds * 1e3,
-                                 "realtime_streams": int(batch / seconds // needed)}
+        samples = [timed() for _ in range(3)]
+        wall, cpu = (statistics.median(s[i] for s in samples) for i in (0, 1))
+        per_batch[str(batch)] = {"frames_per_s": batch / cpu, "ms_per_step": cpu * 1e3,
+                                 "wall_ms_per_step": wall * 1e3,
+                                 "realtime_streams": int(batch / cpu // needed)}
         model.reset()
     best = max(per_batch, key=lambda b: per_batch[b]["frames_per_s"])
     return {"crop": crop, "sampling_rate": config.sampling_rate, "steps_per_s_per_stream": needed,
@@ -165,11 +172,14 @@ def main(argv: list[str] | None = None) -> None:
         entry = measure_model(name, args.crop, args.rounds, args.step_periods)
         entry["load_average"] = list(os.getloadavg())
         result["models"][name] = entry
-        modes = entry["modes"]
-        print(f"{name} crop {entry['crop']}: fast {modes['step_fast']['median_ms']:.1f} ms, plain "
-              f"{modes['step_plain']['median_ms']:.1f} ms, clip {modes['clip']['median_ms']:.0f} ms; "
-              f"efficiency {entry['efficiency']['step_fast']:.2f} (plain "
-              f"{entry['efficiency']['step_plain']:.2f}); load {entry['load_average'][0]:.1f}", flush=True)
+        for clock in ("cpu", "wall"):
+            modes = entry[clock]["modes"]
+            print(f"{name} crop {entry['crop']} {clock}: fast {modes['step_fast']['median_ms']:.1f} ms, "
+                  f"plain "
+                  f"{modes['step_plain']['median_ms']:.1f} ms, clip {modes['clip']['median_ms']:.0f} ms; "
+                  f"efficiency {entry[clock]['efficiency']['step_fast']:.2f} (plain "
+                  f"{entry[clock]['efficiency']['step_plain']:.2f}); load {entry['load_average'][0]:.1f}",
+                  flush=True)
         _write(args.out, result)
         if args.streams:
             torch.set_num_threads(args.stream_threads)
