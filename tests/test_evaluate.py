@@ -18,7 +18,7 @@ from cozoo.cli import main
 from cozoo.data import eval_transform, generate_synthetic_dataset, read_frames
 from cozoo.data.kinetics import build_label_map, read_annotations, resolve_video_paths
 from cozoo.data.synthetic import SyntheticPaths
-from cozoo.evaluate import (
+from cozoo.evaluation.evaluate import (
     LoadedModel,
     confusion_matrix,
     evaluate,
@@ -32,8 +32,8 @@ from cozoo.evaluate import (
     summary_lines,
     topk_accuracy,
 )
+from cozoo.inference.video import frame_transform
 from cozoo.registry import get_config
-from cozoo.streaming import frame_transform
 from cozoo.training.config import load_config
 from cozoo.weights.converters import CheckpointMismatchError
 

@@ -82,3 +82,6 @@ class Stream:
         self.frames_seen = 0
         self.delay: int = self.model.delay
         self.first_output: int = self.model.first_output
+
+
+ContinualModule.stream_class = Stream
