@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import cozoo
+from cozoo.continual.fastpath import fast_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -272,11 +273,14 @@ def test_compute_ops_leave_out_views_and_allocations_and_see_folded_batchnorms(b
     frame = torch.randn(1, 3, 32, 32)
     counts = []
     with torch.no_grad():
-        for net in (model, fused):
-            for _ in range(net.first_output + 1):
-                net.forward_step(frame)
-            counts.append(measure.count_compute_ops(lambda net=net: net.forward_step(frame)))
+        for net, fast in ((model, False), (fused, False), (model, True)):  # plain step; fast: folded anyway
+            net.reset()
+            with fast_steps(fast):
+                for _ in range(net.first_output + 1):
+                    net.forward_step(frame)
+                counts.append(measure.count_compute_ops(lambda net=net: net.forward_step(frame)))
     assert folded > 0 and counts[0] - counts[1] == folded
+    assert counts[2] <= counts[1]  # inference steps fold the BatchNorms themselves (and take the CPU paths)
 
 
 def test_step_speed_records_steps_clip_and_streams(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
