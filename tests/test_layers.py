@@ -20,6 +20,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "cozoo"
 # module prefix; the longest matching prefix decides a module's layer.
 LAYERS: dict[str, int] = {
     "cozoo.version": 0,
+    "cozoo.runtime": 0,  # torch-free: runs exported steps with onnxruntime, numpy and PyAV only
     "cozoo.layers": 1,
     "cozoo.labels": 1,
     "cozoo.distributed": 1,
@@ -29,6 +30,7 @@ LAYERS: dict[str, int] = {
     "cozoo.flops": 4,
     "cozoo.fuse": 4,
     "cozoo.data": 4,
+    "cozoo.export": 4,
     "cozoo.factory": 5,
     "cozoo.registry": 6,
     "cozoo.inference": 6,
