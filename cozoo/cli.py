@@ -8,10 +8,10 @@ import select
 import sys
 import warnings
 
-from cozoo.commands import evaluate, finetune, flops, models, stream, weights
+from cozoo.commands import evaluate, export, extract, finetune, flops, models, stream, weights
 
 # Modules that define ``add_commands(subparsers)``; each registers one or more sub-commands.
-_COMMAND_MODULES = (models, weights, flops, evaluate, stream, finetune)
+_COMMAND_MODULES = (models, weights, flops, evaluate, stream, finetune, extract, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

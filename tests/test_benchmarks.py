@@ -306,3 +306,37 @@ def test_step_speed_records_steps_clip_and_streams(monkeypatch: pytest.MonkeyPat
     assert set(streams["batches"]) == {"1", "2"} and streams["best_batch"] in (1, 2)
     assert streams["steps_per_s_per_stream"] == 30 / streams["sampling_rate"]
     assert streams["realtime_streams"] == streams["batches"][str(streams["best_batch"])]["realtime_streams"]
+
+
+def test_pool_benchmark_writes_its_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import pool
+
+    out = tmp_path / "pool.json"
+    pool.main(["--models", "colate_fusion", "--streams", "1,2", "--crop", "16", "--frames", "1", "--quiet",
+               "--out", str(out)])
+    result = json.loads(out.read_text())
+    rows = result["models"][0]["results"]
+    assert [row["streams"] for row in rows] == [1, 2]
+    assert all(row["pool_fps"] > 0 and row["separate_fps"] > 0 for row in rows)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_peer_reproduces_the_windowed_head(bench, one_thread) -> None:
+    """PyTorchVideo's head windows (2x2 on a 3x3 map at 96 px), built with continual-inference's
+    co.AvgPool3d as the Co3D authors' CoX3D head does: equal steady-state steps."""
+    _, peers, _ = bench
+    if peers.available() is None:
+        pytest.skip("continual-inference is not installed")
+    torch.manual_seed(0)
+    regular = cozoo.create_model("x3d_xs", num_classes=5, head_window=(4, 2, 2), width_factor=0.5,
+                                 depth_factor=0.5, head_width=32).eval()
+    from cozoo.continual import CoGlobalAvgPool3d, to_continual
+
+    ours = to_continual(regular, pool_window=4).eval()
+    pool = next(m for m in ours.modules() if isinstance(m, CoGlobalAvgPool3d))
+    assert pool.spatial_window == (2, 2)
+    peer = peers.to_co_inference(regular, peers.global_pool_window(ours))
+    with torch.no_grad():
+        result = peers.check_equivalence(ours, peer, torch.randn(1, 3, ours.first_output + 4, 96, 96))
+    assert result.compared >= 2 and result.max_abs_diff <= 1e-5 * max(1.0, result.max_abs_output)

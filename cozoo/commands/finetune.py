@@ -3,18 +3,23 @@
 Recipes live in ``configs/finetune/``; overrides such as ``train.epochs=3 output_dir=runs/try`` apply on top.
 The run folder gets ``last.pt`` (every epoch), ``best.pt`` (best validation accuracy), ``metrics.jsonl``,
 ``config.yaml`` and the label map; ``--resume`` continues from ``last.pt`` exactly where it stopped.
+Several GPUs or machines: ``torchrun --nproc_per_node=G -m cozoo finetune CONFIG.yaml`` (``data.batch_size``
+stays the global batch).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from cozoo import distributed
 from cozoo.training import finetune, load_config
 
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     result = finetune(config, resume=args.resume)
+    if not distributed.from_env().main:
+        return 0
     last = result.metrics[-1]
     print(f"{config.model.name}: {last['epoch']} epochs, val acc {last['val_acc']:.3f} "
           f"(best {result.best_val_acc:.3f}); run folder {result.output_dir}")

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from cozoo.continual.base import ContinualModule, Schedule, shift_in
+from cozoo.continual.base import ContinualModule, Schedule, check_state_names, shift_in
 from cozoo.continual.conv import CoConv3d
 from cozoo.continual.fastpath import fold_pairs, foldable, folding_active
 
@@ -211,6 +211,15 @@ class AlignedMerge(ScheduledContainer, nn.Module):
     def _reset_state(self) -> None:
         self.__dict__["_fifos"] = None
         self.__dict__["_trigger_seen"] = 0
+
+    def stream_state(self) -> dict[str, torch.Tensor]:
+        fifos = self.__dict__["_fifos"] or []
+        return {f"fifo{i}": fifo for i, fifo in enumerate(fifos) if fifo is not None}
+
+    def load_stream_state(self, state: dict[str, torch.Tensor]) -> None:
+        check_state_names(self, state, self.stream_state())
+        for name, fifo in state.items():
+            self.__dict__["_fifos"][int(name.removeprefix("fifo"))] = fifo
 
     def _merge_step(
         self, values: Sequence[torch.Tensor | None], combine: Callable[[list[torch.Tensor]], torch.Tensor]

@@ -14,11 +14,20 @@ from cozoo.continual.graph import CudaGraphStepper
 @dataclass(frozen=True)
 class Prediction:
     """Model output for one step. ``frame_index`` is the 0-based index of the frame just pushed;
-    ``centre_frame = frame_index - delay`` is the frame the source network's output is centred on."""
+    ``centre_frame = frame_index - delay`` is the frame the source network's output is centred on.
+    A features stream (``Stream(model, features=True)``) gives ``features`` (N, F) and no ``logits``."""
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     frame_index: int
     centre_frame: int
+    features: torch.Tensor | None = None
+
+
+def stamp(logits: torch.Tensor | None, frame_index: int, delay: int,
+          features: torch.Tensor | None = None) -> Prediction:
+    """The `Prediction` for frame ``frame_index`` of one stream; `Stream` and `StreamPool` stamp their
+    outputs here, so both carry the same fields."""
+    return Prediction(logits, frame_index, frame_index - delay, features=features)
 
 
 class Stream:
@@ -27,12 +36,16 @@ class Stream:
     Warm-up is hidden: `push` returns ``None`` until the model's first output, and on the steps a
     temporal stride skips. Creating a stream resets the model. ``cuda_graphs=True`` (a model on a CUDA
     device) replays the steady-state step as CUDA graphs (`CudaGraphStepper`): same outputs, far less
-    launch overhead per frame.
+    launch overhead per frame. ``features=True``: each prediction carries the step's pooled features
+    (the classifier's input, ``model.forward_step_features``) instead of logits.
     """
 
-    def __init__(self, model: nn.Module, cuda_graphs: bool = False) -> None:
+    def __init__(self, model: nn.Module, cuda_graphs: bool = False, features: bool = False) -> None:
         if not isinstance(model, ContinualModule):
             raise TypeError(f"{type(model).__name__} is not continual; convert it with to_continual()")
+        if features and not hasattr(model, "forward_step_features"):
+            raise TypeError(f"{type(model).__name__} has no forward_step_features: features=True needs a zoo "
+                            "model (cozoo.create_model, or to_continual of one)")
         if model.training:
             raise ValueError(
                 "model is in training mode: call model.eval() before streaming "
@@ -44,6 +57,7 @@ class Stream:
                              "run eagerly")
         self.model = model
         self.cuda_graphs = cuda_graphs
+        self.features = features
         self._stepper: CudaGraphStepper | None = None
         self.reset()
 
@@ -63,16 +77,20 @@ class Stream:
             self.reset()  # reads the schedule as it is now
         if self.cuda_graphs:
             if self._stepper is None:
-                self._stepper = CudaGraphStepper(self.model, frame)
+                self._stepper = CudaGraphStepper(self.model, frame, features=self.features)
             out = self._stepper.step(frame)
             out = None if out is None else out.clone()  # the graphs' output buffer is overwritten later
+        elif self.features:
+            out = self.model.forward_step_features(frame)  # type: ignore[operator]
         else:
             out = self.model.forward_step(frame)
         index = self.frames_seen
         self.frames_seen += 1
         if out is None:
             return None
-        return Prediction(out, index, index - self.delay)
+        if self.features:
+            return stamp(None, index, self.delay, features=out)
+        return stamp(out, index, self.delay)
 
     def reset(self) -> None:
         """Start a new stream. The model's schedule is read here, once: a container derives it by walking

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cozoo import distributed
 from cozoo.continual import to_continual
 from cozoo.continual.convert import check_pool_window
 from cozoo.data.kinetics import CorruptVideoWarning, KineticsDataset, read_annotations
@@ -222,7 +223,7 @@ def _with_clip_settings(config: ModelConfig, recipe: FinetuneConfig) -> ModelCon
     return dataclasses.replace(
         config, frames=clips.frames, sampling_rate=clips.sampling_rate, train_crop=clips.train_crop,
         test_crop=clips.test_crop, mean=clips.mean, std=clips.std, test_short_side=clips.test_short_side,
-        target_fps=clips.target_fps,
+        target_fps=clips.target_fps, test_resize=clips.test_resize,
     )
 
 
@@ -325,7 +326,9 @@ def predict_videos(
     """Softmax averaged over each video's views: ``batches`` yield ``(clips, labels, video_indices)``.
 
     Returns ``(probs (V, C), targets (V,))``. Views with video index -1 (a dataset's stand-ins for views it
-    could not decode) are left out; a video left with no view gets target -1 (see `evaluated`).
+    could not decode) are left out; a video left with no view gets target -1 (see `evaluated`). Under
+    torchrun each process passes its share of the views (`cozoo.distributed.ShardSampler`): the sums are
+    gathered, so every process returns the whole result.
     """
     sums = torch.zeros(num_videos, num_classes, dtype=torch.float64)
     counts = torch.zeros(num_videos, dtype=torch.float64)
@@ -340,6 +343,9 @@ def predict_videos(
         sums.index_add_(0, videos, probs)
         counts.index_add_(0, videos, torch.ones(len(videos), dtype=torch.float64))
         targets[videos] = labels
+    distributed.all_reduce(sums)
+    distributed.all_reduce(counts)
+    distributed.all_reduce(targets, "max")
     return (sums / counts.clamp_min(1)[:, None]).float(), targets
 
 
@@ -371,13 +377,17 @@ def predict_streams(
     `VideoStreamer`); per video, the softmax of the last
     prediction and the mean softmax over all predictions. Returns ``last``, ``mean`` (V, C), ``targets``
     (V,) and ``padded_videos`` (videos shorter than the warm-up). A video that fails to decode part-way
-    gets target -1 (see `evaluated`)."""
+    gets target -1 (see `evaluated`). Under torchrun each process streams its share of the videos
+    (`cozoo.distributed.shard`) and the results are gathered."""
     streamer = VideoStreamer(continual, transform, sampling_rate, device, target_fps=target_fps)
     last = torch.zeros(len(videos), num_classes)
     mean = torch.zeros(len(videos), num_classes)
-    targets = torch.tensor([label for _, label in videos], dtype=torch.long)
+    labels = torch.tensor([label for _, label in videos], dtype=torch.long)
+    targets = torch.full_like(labels, -1)  # filled in by the process that streams the video
     padded = 0
-    for row, (path, _) in enumerate(videos):
+    for row in distributed.shard(range(len(videos))):
+        path = videos[row][0]
+        targets[row] = labels[row]
         try:
             predictions = stream_video_to_end(streamer, path)
         except (FileNotFoundError, VideoDecodeError):
@@ -388,7 +398,11 @@ def predict_streams(
         if stacked.shape[1] != num_classes:
             raise ValueError(f"the model has {stacked.shape[1]} outputs, expected {num_classes} classes")
         last[row], mean[row] = stacked[-1], stacked.mean(dim=0)
-    return {"last": last, "mean": mean, "targets": targets, "padded_videos": padded}
+    counts = distributed.all_reduce(torch.tensor([padded]))
+    for gathered in (last, mean):
+        distributed.all_reduce(gathered)
+    distributed.all_reduce(targets, "max")
+    return {"last": last, "mean": mean, "targets": targets, "padded_videos": int(counts[0])}
 
 
 # -- the whole evaluation -----------------------------------------------------------------------------
@@ -414,7 +428,11 @@ def evaluate(
 
     ``crop`` overrides the test crop (and short side); ``sampling_rate`` the streaming frame step (default:
     the model's clip sampling rate). With ``out_dir``, writes ``metrics.json`` and one
-    ``confusion_<result>.png`` per result there.
+    ``confusion_<result>.png`` per result there (rank 0 only).
+
+    Under torchrun (inside `cozoo.distributed.session`) every process probes the videos, scores its share
+    of them and gathers the rest: the metrics are those of one process (``seconds`` aside; sums of softmax
+    scores may differ in the last float bits).
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
@@ -447,7 +465,8 @@ def evaluate(
     seconds: dict[str, float] = {}
 
     def run_views(ds: KineticsDataset) -> tuple[torch.Tensor, torch.Tensor]:
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        loader = DataLoader(ds, batch_size=batch_size, sampler=distributed.ShardSampler(len(ds)),
+                            num_workers=num_workers)
         return predict_videos(model, loader, len(ds.videos), loaded.num_classes, device)
 
     def scored(what: str, probs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
@@ -497,7 +516,7 @@ def evaluate(
         "results": results,
         "seconds": seconds,
     }
-    if out_dir is not None:
+    if out_dir is not None and distributed.current().main:
         write_report(metrics, out_dir)
     return metrics
 

@@ -69,16 +69,19 @@ class FramePrediction:
     frame_index: int
     centre_frame: int
     step: int
-    logits: torch.Tensor
+    logits: torch.Tensor | None
+    features: torch.Tensor | None = None  # a features stream's (``VideoStreamer(features=True)``)
 
     @property
     def probs(self) -> torch.Tensor:
+        if self.logits is None:
+            raise ValueError("a features stream has no class scores")
         return self.logits.float().softmax(dim=-1)
 
 
 class VideoStreamer:
     """Steps a continual model through frames (replayed as CUDA graphs with ``cuda_graphs``, see
-    `Stream`); counts what it decoded and fed.
+    `Stream`; pooled features instead of logits with ``features``); counts what it decoded and fed.
 
     ``frames_read``: frames taken from the input; ``steps``: frames fed to the model (every
     ``sampling_rate``-th); ``padded``: extra repeats of the last frame fed by `pad_until_output`.
@@ -94,6 +97,7 @@ class VideoStreamer:
         device: torch.device | str = "cpu",
         cuda_graphs: bool = False,
         target_fps: float | None = None,
+        features: bool = False,
     ) -> None:
         if sampling_rate < 1:
             raise ValueError(f"sampling_rate must be >= 1, got {sampling_rate}")
@@ -105,7 +109,7 @@ class VideoStreamer:
         self.transform = transform
         self.sampling_rate = sampling_rate
         self.device = torch.device(device)
-        self.stream = Stream(model, cuda_graphs=cuda_graphs)
+        self.stream = Stream(model, cuda_graphs=cuda_graphs, features=features)
         self.frames_read = 0
         self.steps = 0
         self.padded = 0
@@ -133,6 +137,8 @@ class VideoStreamer:
             return None
         # Padded steps extend the timeline past the last real frame: the centre is at most that frame.
         centre = min(self.video_frame(out.centre_frame), frame_index)
+        if out.logits is None:
+            return FramePrediction(frame_index, centre, out.frame_index, None, out.features[0].cpu())  # type: ignore[index]
         return FramePrediction(frame_index, centre, out.frame_index, out.logits[0].cpu())
 
     def feed(self, frames: Iterable[torch.Tensor], fps: float | None = None) -> Iterator[FramePrediction]:
@@ -175,15 +181,7 @@ class VideoStreamer:
         return video_frame_at(step * self.sampling_rate, self.fps, self.target_fps)  # type: ignore[arg-type]
 
     def _steps_at(self, index: int) -> int:
-        """How many model steps take video frame ``index``: the instants ``k * sampling_rate / target_fps``
-        (k = 0, 1, ...) at which it is on screen, or every ``sampling_rate``-th frame by index."""
-        if not self.by_time:
-            return int(index % self.sampling_rate == 0)
-        step = self.frames_per_step
-        # step k takes frame floor(k * step) (`video_frame`, with `video_frame_at`'s tolerance)
-        first = math.ceil((index - 1e-6) / step)
-        end = math.ceil((index + 1 - 1e-6) / step)
-        return max(end - first, 0)
+        return steps_at_frame(index, self.sampling_rate, self.fps, self.target_fps)
 
     def pad_until_output(self) -> FramePrediction | None:
         """Repeat the last fed frame until the model's first prediction (for videos shorter than the
@@ -197,6 +195,19 @@ class VideoStreamer:
             if prediction is not None:
                 return prediction
         return None
+
+
+def steps_at_frame(index: int, sampling_rate: int, fps: float | None, target_fps: float | None) -> int:
+    """How many model steps take video frame ``index`` (of a video at ``fps``): the instants
+    ``k * sampling_rate / target_fps`` (k = 0, 1, ...) at which it is on screen, or every
+    ``sampling_rate``-th frame by index (`cozoo.data.samplers.samples_by_time` decides which)."""
+    if not samples_by_time(fps, target_fps):
+        return int(index % sampling_rate == 0)
+    step = sampling_rate * fps / target_fps  # type: ignore[operator]
+    # step k takes frame floor(k * step) (`VideoStreamer.video_frame`, with `video_frame_at`'s tolerance)
+    first = math.ceil((index - 1e-6) / step)
+    end = math.ceil((index + 1 - 1e-6) / step)
+    return max(end - first, 0)
 
 
 def stream_video(streamer: VideoStreamer, path: PathLike) -> Iterator[FramePrediction]:
