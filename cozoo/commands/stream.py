@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cozoo.commands import positive_int
 from cozoo.commands.evaluate import add_model_arguments, load_from_args
+from cozoo.continual.base import WARMUP_MODES
 from cozoo.data.video import probe_video
 from cozoo.evaluate import LoadedModel
 from cozoo.fuse import fuse_conv_bn
@@ -39,7 +40,8 @@ def _print(prediction: FramePrediction, names: list[str], k: int, note: str = ""
     top = prediction.probs.topk(k)
     shown = ", ".join(f"{names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist(),
                                                                strict=True))
-    where = f"frame {prediction.frame_index:5d} (centre {prediction.centre_frame:5d})"
+    where = (f"frame {prediction.frame_index:5d} (clip {prediction.clip_first}-{prediction.clip_last}, "
+             f"centre {prediction.centre_frame:g})")
     print(f"{where}: {shown}{note}", flush=True)
 
 
@@ -55,7 +57,8 @@ def _stream(args: argparse.Namespace) -> int:
     continual = continual.to(args.device)
     rate = loaded.config.sampling_rate if args.sampling_rate is None else args.sampling_rate
     streamer = VideoStreamer(continual, frame_transform(loaded.config, args.crop), rate, args.device,
-                             cuda_graphs=args.cuda_graphs, target_fps=loaded.config.target_fps)
+                             cuda_graphs=args.cuda_graphs, target_fps=loaded.config.target_fps,
+                             warmup=args.warmup)
     streamer.fps = video_fps  # what stream_video will tell it: for the header
     names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
     needed = streamer.video_frame(streamer.first_output) + 1
@@ -67,11 +70,18 @@ def _stream(args: argparse.Namespace) -> int:
         taken = f"frames {rate / streamer.target_fps:.3g} s apart (a {streamer.target_fps:g} fps timeline)"
     else:
         taken = f"every {rate} frame(s) of the video"
-    print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, {taken}; first "
+    timing = streamer.stream.timing
+    if timing.recurrent:
+        stands_for = "each prediction at frame f stands for video frames 0 to f (recurrent state)"
+    else:
+        back, centre = timing.delay * per_step, (timing.delay - (timing.clip_length - 1) / 2) * per_step
+        stands_for = (f"each prediction at frame f stands for the source clip of {timing.clip_length} model "
+                      f"frames from video frame f - {back:g} (centre about f - {centre:g})")
+    print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, {taken}; "
+          f"{'padded' if args.warmup == 'padded' else 'valid'} warm-up, first "
           f"prediction after {streamer.first_output + 1} model steps (video frame {needed - 1}: "
           f"{short_videos})"
-          f"{f', then one every {stride * per_step:g} video frames' if stride > 1 else ''}; each prediction "
-          f"is centred {streamer.delay * per_step:g} video frames back"
+          f"{f', then one every {stride * per_step:g} video frames' if stride > 1 else ''}; {stands_for}"
           f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"
           f"{'; steps replayed as CUDA graphs' if args.cuda_graphs else ''}", flush=True)
     predictions: list[FramePrediction] = []
@@ -125,6 +135,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pad", action="store_true",
                         help="for a video shorter than the warm-up: repeat its last frame until the first "
                         "prediction (the clip samplers' rule for short videos)")
+    parser.add_argument("--warmup", choices=WARMUP_MODES, default="valid",
+                        help="valid (default): predictions once the receptive field holds real frames only; "
+                        "padded: start from the source network's temporal zero padding, predictions from "
+                        "step `delay` on (Co3D's early outputs)")
     parser.add_argument("--plot", metavar="PNG", help="write the top classes' probabilities over time here")
     parser.add_argument("--plot-classes", type=positive_int, default=5,
                         help="classes drawn in the plot (default 5)")

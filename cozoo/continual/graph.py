@@ -27,13 +27,18 @@ class CudaGraphStepper:
     (clone it to keep it). Creating a stepper resets the model; use one stepper per stream, and do not mix
     in the model's own ``forward_step`` once captured (its step counters stay at the capture's phase).
     ``compile=True`` compiles the step (TorchInductor) before capturing it: fewer, fused kernels.
+    ``warmup``: the stream's warm-up mode (see `ContinualModule.reset`); eager steps run until that mode's
+    first output plus one period (the attribute ``warmup`` counts the steps run before capture).
     """
 
-    def __init__(self, model: nn.Module, example_frame: torch.Tensor, compile: bool = False) -> None:
+    def __init__(
+        self, model: nn.Module, example_frame: torch.Tensor, compile: bool = False, warmup: str = "valid"
+    ) -> None:
         if not isinstance(model, ContinualModule):
             raise TypeError(f"{type(model).__name__} is not a continual model")
         if not example_frame.is_cuda:
             raise ValueError("CudaGraphStepper needs a CUDA frame (and model); CPU steps run eagerly")
+        model.reset(warmup=warmup)  # the schedule below is the warm-up mode's
         self.model = model
         self.period = model.stride
         # Eager steps until every module has emitted and allocated its state (steady state); with
@@ -46,7 +51,6 @@ class CudaGraphStepper:
         self._outputs: list[torch.Tensor | None] = []
         self._steps = 0
         self._phase = 0
-        model.reset()
 
     @property
     def captured(self) -> bool:

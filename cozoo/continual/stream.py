@@ -7,18 +7,37 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cozoo.continual.base import ContinualModule
+from cozoo.continual.base import ContinualModule, check_warmup
 from cozoo.continual.graph import CudaGraphStepper
+from cozoo.continual.timing import FrameStamp, Timing, timing
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """Model output for one step. ``frame_index`` is the 0-based index of the frame just pushed;
-    ``centre_frame = frame_index - delay`` is the frame the source network's output is centred on."""
+    """Model output for one step, stamped with the input frames it stands for (see `cozoo.continual.timing`).
+
+    ``frame_index``: the 0-based index of the frame just pushed (= ``last_frame``); ``first_frame``: the
+    first frame of its receptive field; ``clip_first .. clip_last``: its source clip, the frames whose pooled
+    source positions it averages; ``centre_frame``: that clip's middle (a float: x.5 for even lengths).
+    """
 
     logits: torch.Tensor
     frame_index: int
-    centre_frame: int
+    first_frame: int
+    clip_first: int
+    clip_last: int
+
+    @property
+    def last_frame(self) -> int:
+        return self.frame_index
+
+    @property
+    def centre_frame(self) -> float:
+        return (self.clip_first + self.clip_last) / 2
+
+    @property
+    def stamp(self) -> FrameStamp:
+        return FrameStamp(self.first_frame, self.frame_index, self.clip_first, self.clip_last)
 
 
 class Stream:
@@ -27,10 +46,12 @@ class Stream:
     Warm-up is hidden: `push` returns ``None`` until the model's first output, and on the steps a
     temporal stride skips. Creating a stream resets the model. ``cuda_graphs=True`` (a model on a CUDA
     device) replays the steady-state step as CUDA graphs (`CudaGraphStepper`): same outputs, far less
-    launch overhead per frame.
+    launch overhead per frame. ``warmup="padded"`` starts from the source's zero padding: predictions from
+    step ``delay`` on instead of ``first_output`` (see `ContinualModule.reset`).
     """
 
-    def __init__(self, model: nn.Module, cuda_graphs: bool = False) -> None:
+    def __init__(self, model: nn.Module, cuda_graphs: bool = False, warmup: str = "valid") -> None:
+        check_warmup(warmup)
         if not isinstance(model, ContinualModule):
             raise TypeError(f"{type(model).__name__} is not continual; convert it with to_continual()")
         if model.training:
@@ -44,6 +65,7 @@ class Stream:
                              "run eagerly")
         self.model = model
         self.cuda_graphs = cuda_graphs
+        self.warmup = warmup
         self._stepper: CudaGraphStepper | None = None
         self.reset()
 
@@ -60,7 +82,7 @@ class Stream:
             self.reset()  # reads the schedule as it is now
         if self.cuda_graphs:
             if self._stepper is None:
-                self._stepper = CudaGraphStepper(self.model, frame)
+                self._stepper = CudaGraphStepper(self.model, frame, warmup=self.warmup)
             out = self._stepper.step(frame)
             out = None if out is None else out.clone()  # the graphs' output buffer is overwritten later
         else:
@@ -69,13 +91,15 @@ class Stream:
         self.frames_seen += 1
         if out is None:
             return None
-        return Prediction(out, index, index - self.delay)
+        stamp = self.timing.stamp(index)
+        return Prediction(out, index, stamp.first_frame, stamp.clip_first, stamp.clip_last)
 
     def reset(self) -> None:
         """Start a new stream. The model's schedule is read here, once: a container derives it by walking
         all its layers, which is too slow to repeat on every frame."""
-        self.model.reset()
+        self.model.reset(warmup=self.warmup)
         self._stepper = None
         self.frames_seen = 0
+        self.timing: Timing = timing(self.model)
         self.delay: int = self.model.delay
         self.first_output: int = self.model.first_output
