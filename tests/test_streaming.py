@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib.image
@@ -173,7 +174,10 @@ def test_cli_stream_prints_per_frame_predictions_and_plots(
     assert code == 0
     frame_lines = [line for line in out if line.startswith("frame ")]
     assert [int(line.split()[1]) for line in frame_lines] == list(range(7, 20))
-    assert [int(line.split()[3].rstrip("):")) for line in frame_lines] == list(range(0, 13))  # delay 7
+    stamps = [re.search(r"\(clip (\d+)-(\d+), centre ([\d.]+)\)", line).groups() for line in frame_lines]
+    # each averages the last 8 frames: the source clip t-7..t, centred on t-3.5
+    assert [(int(a), int(b), float(c)) for a, b, c in stamps] == [(t - 7, t, t - 3.5) for t in range(7, 20)]
+    assert "the source clip of 8 model frames from video frame f - 7 (centre about f - 3.5)" in out[0]
     for line in frame_lines:
         shown = line.split(": ", 1)[1].split(", ")
         assert len(shown) == 2 and all(s.rsplit(" ", 1)[0] in CLASSES for s in shown)
@@ -232,7 +236,8 @@ def test_cli_stream_errors(
     assert len(padded) == 1 and padded[0].endswith("[after 3 repeats of the last frame]")
     assert main(["stream", str(video[0]), *common, "--target-fps", "7.5"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert "frames 0.133 s apart (a 7.5 fps timeline)" in out[0] and "centred 14 video frames back" in out[0]
+    assert "frames 0.133 s apart (a 7.5 fps timeline)" in out[0]
+    assert "from video frame f - 14 (centre about f - 7)" in out[0]  # 8 steps of 2 video frames
     assert main(["stream", str(video[0]), *common, "--plot", str(tmp_path)]) == 2
     assert "is a directory; give a PNG file name" in capsys.readouterr().err
     whole = faststart_video(tmp_path / "whole.mp4", frames=40).read_bytes()
