@@ -2,7 +2,7 @@
 library (1.2.4, ``import continual as co``), with our regular model's weights.
 
 `to_co_inference(regular, pool_window)` converts a cozoo regular model tree (plain torch layers plus
-`cozoo.models.blocks`) into continual-inference modules:
+`cozoo.layers.blocks`) into continual-inference modules:
 
 * ``nn.Conv3d`` -> ``co.Conv3d`` (``temporal_fill="zeros"``); pools -> ``co.MaxPool3d`` / ``co.AvgPool3d``;
   ``GlobalAvgPool3d`` -> ``co.AdaptiveAvgPool3d((1, 1, 1), kernel_size=window)``;
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from cozoo.continual.pool import CoGlobalAvgPool3d
-from cozoo.models import blocks
+from cozoo.layers import blocks
 
 _PER_FRAME = (nn.BatchNorm3d, nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Dropout)
 _SUPPORTED = (
@@ -70,7 +70,7 @@ def available() -> str | None:
 
 def unsupported_reason(regular: nn.Module) -> str | None:
     """Why ``regular`` cannot be converted by `to_co_inference`, or None if it can."""
-    from cozoo.models.slowfast import SplitPathways
+    from cozoo.layers.pathways import SplitPathways
 
     for module in regular.modules():
         if isinstance(module, SplitPathways):

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import select
 import sys
 import warnings
 
+from cozoo.commands import evaluate, finetune, flops, models, stream, weights
+
 # Modules that define ``add_commands(subparsers)``; each registers one or more sub-commands.
-_COMMAND_MODULES = (
-    "cozoo.commands.models",
-    "cozoo.weights.commands",
-    "cozoo.commands.flops",
-    "cozoo.commands.evaluate",
-    "cozoo.commands.stream",
-    "cozoo.commands.finetune",
-)
+_COMMAND_MODULES = (models, weights, flops, evaluate, stream, finetune)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cozoo", description="Pretrained video classifiers and their continual (frame-by-frame) "
         "counterparts: models, weights, FLOPs, evaluation, streaming and fine-tuning.")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module_name in _COMMAND_MODULES:
-        importlib.import_module(module_name).add_commands(subparsers)
+    for module in _COMMAND_MODULES:
+        module.add_commands(subparsers)
     return parser
 
 

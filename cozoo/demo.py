@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-import cozoo
 from cozoo.data.synthetic import write_synthetic_stream
 from cozoo.data.transforms import eval_transform
 from cozoo.data.video import iter_frames
-from cozoo.flops import convention
+from cozoo.factory import create_model, get_config
+from cozoo.flops import convention, count_flops
 from cozoo.training import finetune, load_config, load_finetuned
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "finetune" / "synthetic_x3d.yaml"
@@ -46,7 +46,7 @@ def main() -> None:
 
 def _stream(model: torch.nn.Module, classes: list[str], config, folder: Path) -> None:
     data = config.data
-    source = cozoo.registry.get_config(config.model.name)
+    source = get_config(config.model.name)
     crop = data.test_crop
     transform = eval_transform(crop=crop, mean=source.mean, std=source.std, short_side=crop)
     video, truth = write_synthetic_stream(folder / "demo.mp4", SEGMENTS, size=data.synthetic.size, seed=7)
@@ -86,12 +86,12 @@ def _print_flops() -> None:
     print(f"      {convention('train')}")
     print(f"      {'model':8s} {'per clip':>9s} {'continual per frame':>20s} {'ratio':>7s}")
     for regular_name in ("x3d_xs", "x3d_s", "x3d_m"):
-        regular = cozoo.create_model(regular_name).eval()
-        continual = cozoo.create_model(f"co{regular_name}").eval()
+        regular = create_model(regular_name).eval()
+        continual = create_model(f"co{regular_name}").eval()
         config = regular.cozoo_config
         clip = torch.randn(1, 3, config.frames, config.test_crop, config.test_crop)
-        per_clip = cozoo.count_flops(regular, clip, batchnorm="train").gmacs
-        per_frame = cozoo.count_flops(continual, clip[:, :, 0], batchnorm="train").gmacs
+        per_clip = count_flops(regular, clip, batchnorm="train").gmacs
+        per_frame = count_flops(continual, clip[:, :, 0], batchnorm="train").gmacs
         print(f"      {regular_name:8s} {per_clip:9.3f} {per_frame:20.3f} {per_clip / per_frame:6.1f}x")
 
 

@@ -46,7 +46,7 @@ def test_latency_covers_whole_periods(bench) -> None:
 
 def _tiny_regular() -> nn.Module:
     """Every module type the peer converter handles, with a temporally strided residual block."""
-    from cozoo.models.blocks import Flatten, GlobalAvgPool3d, Residual, SqueezeExcitation
+    from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual, SqueezeExcitation
 
     branch = nn.Sequential(OrderedDict(
         conv_a=nn.Conv3d(4, 6, (3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0), bias=False),
@@ -85,7 +85,7 @@ def test_peer_steps_equal_ours_in_steady_state(bench) -> None:
 
 def test_peer_rejects_slowfast_and_unknown_modules(bench) -> None:
     _, peers, _ = bench
-    from cozoo.models.slowfast import SplitPathways
+    from cozoo.layers.pathways import SplitPathways
 
     assert peers.unsupported_reason(nn.Sequential(SplitPathways(4))) == peers.SLOWFAST_REASON
     assert "GELU" in peers.unsupported_reason(nn.Sequential(nn.GELU()))

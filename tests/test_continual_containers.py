@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from cozoo.continual import CoResidual, to_continual
-from cozoo.models.blocks import Flatten, GlobalAvgPool3d, Residual, SqueezeExcitation
+from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual, SqueezeExcitation
 
 
 def _block(kernels: list[int], stride: int, channels: int) -> Residual:

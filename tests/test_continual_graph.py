@@ -111,7 +111,7 @@ def test_step_compiles_as_one_graph_with_periodic_guards(backend):
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    from cozoo.models.blocks import Residual
+    from cozoo.layers.blocks import Residual
 
     torch.manual_seed(0)
     net = nn.Sequential(

@@ -203,7 +203,7 @@ def test_unknown_module_type_is_named():
 
 
 def test_to_continual_needs_pool_window_without_config():
-    from cozoo.models.blocks import GlobalAvgPool3d
+    from cozoo.layers.blocks import GlobalAvgPool3d
 
     with pytest.raises(ValueError, match="pool_window"):
         to_continual(nn.Sequential(nn.Conv3d(1, 1, 1), GlobalAvgPool3d()))

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from cozoo.continual import CoSplitPathways, to_continual
-from cozoo.models.blocks import Flatten, GlobalAvgPool3d, Residual
-from cozoo.models.slowfast import ConcatPathways, FuseFastToSlow, Pathways, SplitPathways
+from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual
+from cozoo.layers.pathways import ConcatPathways, FuseFastToSlow, Pathways, SplitPathways
 
 
 def _tiny_slowfast(alpha: int, fusion_kernel: int) -> nn.Sequential:

@@ -18,8 +18,10 @@ from cozoo.cli import main
 from cozoo.data import eval_transform, generate_synthetic_dataset, read_frames
 from cozoo.data.kinetics import build_label_map, read_annotations, resolve_video_paths
 from cozoo.data.synthetic import SyntheticPaths
-from cozoo.evaluate import (
+from cozoo.evaluation.evaluate import (
     LoadedModel,
+    PaddedLastStep,
+    co3d_step,
     confusion_matrix,
     evaluate,
     evaluated,
@@ -32,8 +34,8 @@ from cozoo.evaluate import (
     summary_lines,
     topk_accuracy,
 )
+from cozoo.inference.video import frame_transform
 from cozoo.registry import get_config
-from cozoo.streaming import frame_transform
 from cozoo.training.config import load_config
 from cozoo.weights.converters import CheckpointMismatchError
 
@@ -391,8 +393,6 @@ def test_co3d_mode_scores_the_padded_output_of_step_delay(data: SyntheticPaths) 
 
 
 def test_co3d_step_follows_the_co3d_rule() -> None:
-    from cozoo.evaluate import PaddedLastStep, co3d_step
-
     model = cozoo.create_model("cox3d_s_64").eval()
     assert co3d_step(model) == 91  # max(receptive field - padding - 1, frame_delay - 1) = 120 - 28 - 1
     assert co3d_step(model, frame_delay=100) == 99

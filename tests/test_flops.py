@@ -12,7 +12,7 @@ from cozoo import count_flops, create_model
 from cozoo.cli import main
 from cozoo.commands import flops as flops_command
 from cozoo.continual import to_continual
-from cozoo.models.blocks import Flatten, GlobalAvgPool3d, PerFrame
+from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, PerFrame
 
 
 @pytest.mark.parametrize(

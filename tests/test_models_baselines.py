@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cozoo.models.baselines import FrameLSTM, cnn_lstm, early_fusion, late_fusion
+from cozoo.layers.recurrent import FrameLSTM
+from cozoo.models.baselines import cnn_lstm, early_fusion, late_fusion
 from cozoo.registry import create_model, get_config
 
 TINY = (4, 8)

@@ -9,7 +9,7 @@ from torch import nn
 from torchvision.models.video import r2plus1d_18
 
 from cozoo import registry
-from cozoo.models import blocks
+from cozoo.layers import blocks
 from cozoo.weights.converters import CheckpointMismatchError, convert_state_dict, load_state_dict_strict
 
 ALLOWED = {nn.Sequential, nn.Conv3d, nn.BatchNorm3d, nn.ReLU, nn.Dropout, nn.Linear,

@@ -9,7 +9,7 @@ from helpers import calibrate
 from torch import nn
 
 from cozoo import registry
-from cozoo.models import blocks
+from cozoo.layers import blocks
 from cozoo.weights.converters import CheckpointMismatchError, convert_state_dict, load_state_dict_strict
 
 with warnings.catch_warnings():

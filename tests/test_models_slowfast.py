@@ -9,7 +9,7 @@ from helpers import calibrate
 from torch import nn
 
 from cozoo import registry
-from cozoo.models import blocks, slowfast
+from cozoo.layers import blocks, pathways
 from cozoo.weights.converters import CheckpointMismatchError, convert_state_dict, load_state_dict_strict
 
 with warnings.catch_warnings():
@@ -20,8 +20,8 @@ with warnings.catch_warnings():
 PUBLISHED_M_PARAMS = {"slowfast_r50": 34.57, "slowfast_r50_4x16": 34.48}
 ALPHA = {"slowfast_r50": 4, "slowfast_r50_4x16": 8}
 ALLOWED = {nn.Sequential, nn.Conv3d, nn.BatchNorm3d, nn.ReLU, nn.MaxPool3d, nn.Dropout, nn.Linear,
-           blocks.Residual, blocks.GlobalAvgPool3d, blocks.Flatten, slowfast.SplitPathways,
-           slowfast.Pathways, slowfast.FuseFastToSlow, slowfast.ConcatPathways}
+           blocks.Residual, blocks.GlobalAvgPool3d, blocks.Flatten, pathways.SplitPathways,
+           pathways.Pathways, pathways.FuseFastToSlow, pathways.ConcatPathways}
 
 
 def pytorchvideo_model(name: str) -> nn.Module:
@@ -67,7 +67,7 @@ def test_param_count_and_module_types(name):
 
 
 def test_split_pathways_samples_every_alpha_frame():
-    split = slowfast.SplitPathways(4)
+    split = pathways.SplitPathways(4)
     x = torch.randn(1, 3, 10, 4, 4)
     slow, fast = split(x)
     assert torch.equal(slow, x[:, :, ::4]) and fast is x
@@ -76,7 +76,7 @@ def test_split_pathways_samples_every_alpha_frame():
 @pytest.mark.parametrize("bad", [torch.zeros(1, 3, 4, 4), [torch.zeros(1, 3, 1, 4, 4)]])
 def test_bad_input_raises(bad):
     with pytest.raises(ValueError, match="expected"):
-        slowfast.SplitPathways(4)(bad)
+        pathways.SplitPathways(4)(bad)
 
 
 def test_converter_strictness():

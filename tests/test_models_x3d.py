@@ -4,7 +4,7 @@ from helpers import randomise_batchnorm
 from pytorchvideo.models import hub
 from torch import nn
 
-from cozoo.models.blocks import Residual, SqueezeExcitation
+from cozoo.layers.blocks import Residual, SqueezeExcitation
 from cozoo.registry import create_model, get_config
 from cozoo.weights.converters import CheckpointMismatchError, convert_state_dict, load_state_dict_strict
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from cozoo import registry
+from cozoo.models import registry as model_registry
 from cozoo.registry import ModelConfig, UnknownModelError
 
 
@@ -19,7 +20,7 @@ def tiny_registered():
                       sampling_rate=1, train_crop=2, test_crop=2, num_classes=7)
     registry.register_model(cfg)
     yield cfg
-    registry._REGISTRY.pop(cfg.name)
+    model_registry._REGISTRY.pop(cfg.name)
 
 
 def test_create_model_uses_config_and_kwargs(tiny_registered):
@@ -136,7 +137,7 @@ def test_a_published_layout_file_of_other_classes_loads_with_its_class_count(tmp
     from torchvision.models.video import r2plus1d_18
 
     import cozoo
-    from cozoo.evaluate import load_model
+    from cozoo.evaluation.evaluate import load_model
 
     torch.manual_seed(0)
     reference = r2plus1d_18(num_classes=10).eval()

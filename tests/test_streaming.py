@@ -17,15 +17,15 @@ from cozoo.continual import to_continual
 from cozoo.data import eval_transform, read_frames, train_transform, write_synthetic_stream, write_video
 from cozoo.data.kinetics import CorruptVideoWarning, save_label_map
 from cozoo.data.video import VideoDecodeError
-from cozoo.registry import get_config
-from cozoo.streaming import (
+from cozoo.inference.plots import plot_probabilities
+from cozoo.inference.video import (
     FrameTransform,
     VideoStreamer,
     frame_transform,
-    plot_probabilities,
     stream_video,
     stream_video_to_end,
 )
+from cozoo.registry import get_config
 
 CROP = 32
 CLASSES = ["moving_left", "moving_right", "growing"]

@@ -21,6 +21,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from cozoo import cli, registry
+from cozoo.commands import weights as weights_commands
+from cozoo.models import registry as model_registry
 from cozoo.weights import converters
 from cozoo.weights.converters import CheckpointMismatchError
 from cozoo.weights.download import DownloadError, OfflineError, VerificationError
@@ -157,7 +159,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Server):
     try:
         yield home / "weights" / NAME, write
     finally:
-        registry._REGISTRY.pop(NAME)
+        model_registry._REGISTRY.pop(NAME)
         converters._CONVERTERS.pop(("pytorchvideo", FAMILY))
 
 
@@ -452,7 +454,7 @@ def test_pretrained_path_official_and_native_layouts(env, tmp_path):
 
 
 def _cli(monkeypatch, *argv: str) -> int:
-    monkeypatch.setattr(cli, "_COMMAND_MODULES", ("cozoo.weights.commands",))
+    monkeypatch.setattr(cli, "_COMMAND_MODULES", (weights_commands,))
     return cli.main(list(argv))
 
 

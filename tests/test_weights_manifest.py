@@ -10,6 +10,7 @@ import torch
 import cozoo
 from cozoo import registry
 from cozoo.labels import class_names
+from cozoo.models import registry as model_registry
 from cozoo.weights.manifest import (
     ManifestError,
     has_pretrained,
@@ -122,7 +123,7 @@ def test_variants_and_continual_models_share_the_checkpoint():
         assert manifest_entry("_co_test_x3d")["name"] == "x3d_xs"
         assert has_pretrained("_co_test_x3d")
     finally:
-        registry._REGISTRY.pop(config.name)
+        model_registry._REGISTRY.pop(config.name)
     assert manifest_entry("no_such_model") is None and not has_pretrained("cnn_lstm")
 
 

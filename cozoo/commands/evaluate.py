@@ -1,5 +1,5 @@
 """``cozoo eval --model NAME --annotations CSV --videos DIR``: clip, multi-view and continual streaming
-accuracy (top-1/top-5) with confusion matrices; see `cozoo.evaluate`."""
+accuracy (top-1/top-5) with confusion matrices; see `cozoo.evaluation`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 from cozoo.commands import positive_float, positive_int
 from cozoo.data.kinetics import load_label_map
-from cozoo.evaluate import (
+from cozoo.evaluation.evaluate import (
     DEFAULT_MODES,
     MODES,
     LoadedModel,
@@ -19,7 +19,7 @@ from cozoo.evaluate import (
     summary_lines,
     write_report,
 )
-from cozoo.registry import get_config
+from cozoo.factory import get_config
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,8 +20,10 @@ from typing import NamedTuple
 from torch import nn
 
 from cozoo.commands import positive_int
+from cozoo.continual import to_continual
+from cozoo.factory import create_model, get_config, list_models
 from cozoo.flops import BatchNormCount, FlopCount, convention, count_flops
-from cozoo.registry import create_model, get_config, list_models
+from cozoo.weights.manifest import manifest_entry
 
 
 class Co3DFigures(NamedTuple):
@@ -101,8 +103,6 @@ def _published(name: str, protocol: str) -> tuple[float | None, float | None, st
         if figures is None:
             return None, None, "-", "amortised"
         return figures.clip, figures.frame, "Co3D (ECCV 2022) table", figures.frame_basis
-    from cozoo.weights.manifest import manifest_entry
-
     entry = manifest_entry(name)
     if entry is None or entry["name"] != name or entry.get("gflops") is None:
         return None, None, "-", "amortised"
@@ -146,8 +146,6 @@ def model_report(
 def _continual_model(regular: nn.Module, continual_name: str | None, window: int) -> nn.Module:
     if continual_name is not None:
         return create_model(continual_name, pool_window=window)
-    from cozoo.continual import to_continual
-
     return to_continual(regular, pool_window=window)
 
 

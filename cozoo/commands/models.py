@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from cozoo.registry import get_config, list_models, model_info
+from cozoo.factory import get_config, list_models, model_info
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -12,9 +12,10 @@ from cozoo.commands import positive_int
 from cozoo.commands.evaluate import add_model_arguments, load_from_args
 from cozoo.continual.base import WARMUP_MODES
 from cozoo.data.video import probe_video
-from cozoo.evaluate import LoadedModel
+from cozoo.evaluation.evaluate import LoadedModel
 from cozoo.fuse import fuse_conv_bn
-from cozoo.streaming import FramePrediction, VideoStreamer, frame_transform, plot_probabilities, stream_video
+from cozoo.inference.plots import plot_probabilities
+from cozoo.inference.video import FramePrediction, VideoStreamer, frame_transform, stream_video
 
 
 def _weights(loaded: LoadedModel) -> str:

@@ -229,12 +229,15 @@ class ContinualModule:
                 outputs.append(out)
         return torch.stack(outputs, dim=2) if outputs else None
 
+    #: The class `stream` builds; `cozoo.continual.stream` sets it to its `Stream` (it sits above this
+    #: module, which therefore cannot name it), and importing `cozoo.continual` always imports that module.
+    stream_class: type | None = None
+
     def stream(self, cuda_graphs: bool = False, warmup: str = "valid"):  # -> cozoo.continual.stream.Stream
         """A `Stream` over this model (resets it): ``stream.push(frame)`` returns a `Prediction` or None.
         ``cuda_graphs``: replay steps as CUDA graphs (a model on a CUDA device); ``warmup``: see `reset`."""
-        from cozoo.continual.stream import Stream
-
-        return Stream(self, cuda_graphs=cuda_graphs, warmup=warmup)  # type: ignore[arg-type]
+        assert ContinualModule.stream_class is not None, "cozoo.continual.stream registers Stream on import"
+        return ContinualModule.stream_class(self, cuda_graphs=cuda_graphs, warmup=warmup)
 
     def reset(self, warmup: str = "valid") -> None:
         """Forget the stream: drop all state in this module and its children, and start the next one in

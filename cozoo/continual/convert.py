@@ -19,7 +19,7 @@ from cozoo.continual.containers import CoIdentity, CoResidual, CoSequential
 from cozoo.continual.conv import CacheForm, CoConv3d, check_cache_form
 from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
 from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation, as_per_frame
-from cozoo.models import blocks
+from cozoo.layers import blocks
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from torch import nn
 from cozoo.continual.base import ContinualModule, Schedule
 from cozoo.continual.containers import AlignedMerge, MergeMode, continual_children
 from cozoo.continual.convert import ConversionOptions, convert_module, register_continual
-from cozoo.models.slowfast import ConcatPathways, FuseFastToSlow, Pathways, SplitPathways
+from cozoo.layers.pathways import ConcatPathways, FuseFastToSlow, Pathways, SplitPathways
 
 
 class CoSplitPathways(ContinualModule, nn.Module):

@@ -6,7 +6,7 @@ import torch
 
 from cozoo.continual.base import ContinualModule
 from cozoo.continual.convert import ConversionOptions, register_continual
-from cozoo.models.baselines import FrameLSTM
+from cozoo.layers.recurrent import FrameLSTM
 
 
 class CoFrameLSTM(ContinualModule, FrameLSTM):

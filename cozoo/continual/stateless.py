@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cozoo.continual.base import ContinualModule
-from cozoo.models.blocks import Flatten, PerFrame, SqueezeExcitation
+from cozoo.layers.blocks import Flatten, PerFrame, SqueezeExcitation
 
 
 class _PerFrameStep(ContinualModule):

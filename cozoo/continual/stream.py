@@ -103,3 +103,6 @@ class Stream:
         self.timing: Timing = timing(self.model)
         self.delay: int = self.model.delay
         self.first_output: int = self.model.first_output
+
+
+ContinualModule.stream_class = Stream

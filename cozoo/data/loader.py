@@ -15,7 +15,7 @@ from cozoo.data.transforms import eval_transform, train_transform
 from cozoo.data.video import PathLike
 
 if TYPE_CHECKING:
-    from cozoo.registry import ModelConfig
+    from cozoo.models.registry import ModelConfig
 
 
 def build_dataset(

@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
-    from cozoo.registry import ModelConfig
+    from cozoo.models.registry import ModelConfig
 
 
 def to_float_clip(video: torch.Tensor) -> torch.Tensor:

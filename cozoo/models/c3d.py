@@ -16,8 +16,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cozoo.models.blocks import Flatten
-from cozoo.registry import ModelConfig, register_model
+from cozoo.layers.blocks import Flatten
+from cozoo.models.registry import ModelConfig, register_model
 
 # (name, output channels, pool after it: None or (kernel, padding))
 _CONVS: tuple[tuple[str, int, tuple[tuple[int, int, int], tuple[int, int, int]] | None], ...] = (

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from cozoo.registry import ModelConfig, get_config, register_model
+from cozoo.continual import to_continual
+from cozoo.models.registry import ModelConfig, get_config, register_model
 
 # (continual name, source name, pool window in frames or None for the source's clip length)
 CONTINUAL_VARIANTS: tuple[tuple[str, str, int | None], ...] = (
@@ -43,8 +44,6 @@ def continual_builder(source: ModelConfig, default_window: int) -> Callable[...,
     def build(
         num_classes: int, pool_window: int = default_window, cache: str = "auto", **kwargs
     ) -> nn.Module:
-        from cozoo.continual import to_continual
-
         regular = source.builder(num_classes=num_classes, **{**source.builder_kwargs, **kwargs})
         return to_continual(regular, pool_window=pool_window, cache=cache)  # type: ignore[arg-type]
 

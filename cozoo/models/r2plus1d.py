@@ -19,9 +19,9 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cozoo.models.blocks import Residual
+from cozoo.layers.blocks import Residual
+from cozoo.models.registry import ModelConfig, register_model
 from cozoo.models.resnet3d import classifier_head, conv2plus1d
-from cozoo.registry import ModelConfig, register_model
 
 TORCHVISION_MEAN = (0.43216, 0.394666, 0.37645)
 TORCHVISION_STD = (0.22803, 0.22145, 0.216989)

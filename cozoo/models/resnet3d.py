@@ -24,8 +24,8 @@ from typing import Literal
 
 from torch import nn
 
-from cozoo.models.blocks import Flatten, GlobalAvgPool3d, Residual
-from cozoo.registry import ModelConfig, register_model
+from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual
+from cozoo.models.registry import ModelConfig, register_model
 
 ConvB = Literal["3d", "2plus1d"]
 R50_DEPTHS = (3, 4, 6, 3)

@@ -23,8 +23,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cozoo.models.blocks import Flatten, GlobalAvgPool3d, Residual, SqueezeExcitation
-from cozoo.registry import ModelConfig, register_model
+from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual, SqueezeExcitation
+from cozoo.models.registry import ModelConfig, register_model
 
 STAGE_DEPTHS = (1, 2, 5, 3)
 

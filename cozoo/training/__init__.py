@@ -6,8 +6,8 @@ Command line: ``cozoo finetune CONFIG.yaml [--resume] [key=value ...]``.
 
 from cozoo.training.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from cozoo.training.config import ConfigError, FinetuneConfig, apply_overrides, load_config
+from cozoo.training.continual_check import StreamingResult, build_continual, streaming_accuracy
 from cozoo.training.loop import FinetuneResult, Progress, Trainer, finetune, load_finetuned
-from cozoo.training.streaming import StreamingResult, build_continual, streaming_accuracy
 
 __all__ = [
     "CheckpointError",

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from cozoo.data.synthetic import flipped_class
+
 
 class ConfigError(ValueError):
     """A fine-tuning config is malformed: unknown key, wrong type or inconsistent values."""
@@ -201,8 +203,6 @@ class FinetuneConfig:
                 raise ConfigError(f"{key} must be {wanted}, got {value!r}")
 
     def _validate_synthetic(self, synthetic: SyntheticSection) -> None:
-        from cozoo.data.synthetic import flipped_class
-
         sizes = {"fps": synthetic.fps, "frames": synthetic.frames, "size": synthetic.size,
                  "videos_per_class": synthetic.videos_per_class,
                  "val_videos_per_class": synthetic.val_videos_per_class}

@@ -28,7 +28,7 @@ from cozoo.data import (
     select_subset,
 )
 from cozoo.data.kinetics import build_label_map
-from cozoo.registry import ModelConfig
+from cozoo.models.registry import ModelConfig
 from cozoo.training.config import DataSection, FinetuneConfig
 
 

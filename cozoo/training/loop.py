@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cozoo.data import save_subset
-from cozoo.registry import create_model, get_config
+from cozoo.factory import create_model, get_config
 from cozoo.training.checkpoint import (
     FORMAT,
     get_rng_state,
@@ -44,6 +44,7 @@ from cozoo.training.checkpoint import (
     write_text_atomic,
 )
 from cozoo.training.config import ConfigError, FinetuneConfig
+from cozoo.training.continual_check import build_continual, streaming_accuracy
 from cozoo.training.data import (
     build_datasets,
     clip_settings,
@@ -52,7 +53,6 @@ from cozoo.training.data import (
     train_loader,
     val_loader,
 )
-from cozoo.training.streaming import build_continual, streaming_accuracy
 
 #: Settings that may change when resuming (they do not affect the result).
 RESUME_MUTABLE = ("data.num_workers", "train.progress", "train.device")

@@ -30,6 +30,8 @@ from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
+from cozoo.version import __version__
+
 HOME_ENV = "COZOO_HOME"
 OFFLINE_ENVS = ("COZOO_OFFLINE", "HF_HUB_OFFLINE")
 BASE_URL_ENV = "COZOO_WEIGHTS_BASE_URL"
@@ -154,8 +156,6 @@ def _copy_stream(src: BinaryIO, out: BinaryIO, bar: tqdm | None = None) -> tuple
 def download_url(url: str, directory: Path, filename: str, progress: bool = True,
                  timeout: float = 60.0) -> PartialFile:
     """Stream ``url`` into a partial file in ``directory``; a short body (vs. Content-Length) is an error."""
-    from cozoo import __version__
-
     try:
         request = urllib.request.Request(url, headers={"User-Agent": f"cozoo/{__version__}"})
     except ValueError as err:  # e.g. a local path: urllib wants a scheme

@@ -23,7 +23,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from cozoo.registry import ModelConfig, classifier, get_config, reset_classifier
+from cozoo.layers.classifier import classifier, reset_classifier
+from cozoo.models import get_config
+from cozoo.models.registry import ModelConfig
+from cozoo.version import __version__
 from cozoo.weights.converters import StateDict, convert_state_dict, load_state_dict_strict
 from cozoo.weights.download import (
     PartialFile,
@@ -130,8 +133,6 @@ def fit_state_dict(
 
 
 def _metadata(entry: dict[str, Any], sha256: str, size: int) -> dict[str, str]:
-    from cozoo import __version__
-
     return {"model": entry["name"], "format": entry["format"], "source_filename": entry["source"]["filename"],
             "source_sha256": sha256, "source_size": str(size), "cozoo_version": __version__}
 

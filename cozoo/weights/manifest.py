@@ -15,6 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cozoo.models import get_config
+from cozoo.models.registry import UnknownModelError
+
 MANIFEST_ENV = "COZOO_MANIFEST"
 HASH_POLICIES = ("sha256", "sha256_prefix", "unpublished")
 _REQUIRED = ("source", "format", "hash", "dataset", "labels", "num_classes", "preprocessing")
@@ -91,8 +94,6 @@ def weights_name(name: str) -> str | None:
     for owner, entry in models.items():
         if name in entry.get("variants", ()):
             return owner
-    from cozoo.registry import UnknownModelError, get_config
-
     try:
         source = get_config(name).source
     except UnknownModelError:

@@ -1,5 +1,5 @@
 """Streaming inference on a video file: decode frames one by one, preprocess each like the clip
-transform does, step a continual model and get a prediction per frame; plot probabilities over time.
+transform does, step a continual model and get a prediction per frame (plots: `cozoo.inference.plots`).
 
 Each frame goes through the model's test transform on its own (`FrameTransform`: short side resized to
 the config's test short side (default the test crop), centre crop, /255, normalised with the config's mean
@@ -13,10 +13,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -26,10 +24,7 @@ from cozoo.data.kinetics import CorruptVideoWarning
 from cozoo.data.samplers import samples_by_time, video_frame_at
 from cozoo.data.transforms import VideoTransform, eval_transform
 from cozoo.data.video import FRAME_COUNT_SLACK, PathLike, VideoDecodeError, iter_frames, probe_video
-from cozoo.registry import ModelConfig
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from cozoo.models.registry import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -243,51 +238,3 @@ def stream_video_to_end(streamer: VideoStreamer, path: PathLike) -> list[FramePr
     if not predictions:
         predictions.append(streamer.pad_until_output())  # type: ignore[arg-type]
     return predictions
-
-
-def plot_probabilities(
-    predictions: Sequence[FramePrediction],
-    class_names: Sequence[str],
-    path: PathLike,
-    top: int = 5,
-    title: str | None = None,
-) -> Path:
-    """Write a PNG of the probabilities over time (x: video frame) of the ``top`` classes with the highest
-    peak probability (y axis up to just above that peak, at most 1)."""
-    if not predictions:
-        raise ValueError("no predictions to plot")
-    probs = torch.stack([p.probs for p in predictions])  # (steps, classes)
-    if probs.shape[1] != len(class_names):
-        raise ValueError(f"{probs.shape[1]} class scores but {len(class_names)} class names")
-    frames = [p.frame_index for p in predictions]
-    chosen = probs.max(dim=0).values.argsort(descending=True)[: max(1, top)].tolist()
-    fig = new_figure(figsize=(9, 4.5))
-    ax = fig.subplots()
-    for index in chosen:
-        ax.plot(frames, probs[:, index].numpy(), label=class_names[index], linewidth=1.6)
-    ax.set_xlabel("video frame")
-    ax.set_ylabel("probability")
-    ax.set_ylim(0.0, min(1.0, 1.1 * probs[:, chosen].max().item()))
-    ax.set_xlim(min(frames), max(max(frames), min(frames) + 1))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small", framealpha=0.8)
-    if title:
-        ax.set_title(title)
-    return save_figure(fig, path)
-
-
-def new_figure(figsize: tuple[float, float]) -> Figure:
-    """A matplotlib figure drawn by the Agg renderer, outside pyplot (no global backend or figure state)."""
-    try:
-        from matplotlib.figure import Figure
-    except ModuleNotFoundError:
-        raise RuntimeError("writing PNG plots needs matplotlib: pip install matplotlib") from None
-    return Figure(figsize=figsize, dpi=100, layout="tight")
-
-
-def save_figure(fig: Figure, path: PathLike) -> Path:
-    """Save ``fig`` as a PNG at ``path`` (parent folders created)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(os.fspath(out), format="png")
-    return out

@@ -4,7 +4,7 @@
 * ``multiview``: ``clips`` uniformly spaced clips x ``crops`` spatial crops per video, softmax averaged
   (the published 30-view protocol is 10 x 3).
 * ``stream``: the continual counterpart of the same weights steps through each video frame by frame
-  (every ``sampling_rate``-th frame, each preprocessed like a clip frame; see `cozoo.streaming`).
+  (every ``sampling_rate``-th frame, each preprocessed like a clip frame; see `cozoo.inference.video`).
   ``stream_last`` scores the prediction at the video's last fed frame, ``stream_mean`` the softmax
   averaged over all predictions after warm-up. A video shorter than the warm-up is extended by
   repeating its last frame (the clip samplers' rule for short videos) and counted in ``padded_videos``.
@@ -40,16 +40,12 @@ from cozoo.continual.convert import check_pool_window
 from cozoo.data.kinetics import CorruptVideoWarning, KineticsDataset, read_annotations
 from cozoo.data.loader import build_dataset
 from cozoo.data.video import PathLike, VideoDecodeError
+from cozoo.factory import create_model, get_config
+from cozoo.inference.plots import new_figure, save_figure
+from cozoo.inference.video import FrameTransform, VideoStreamer, frame_transform, stream_video_to_end
 from cozoo.labels import class_names as label_set_names
-from cozoo.registry import ModelConfig, classifier, create_model, get_config
-from cozoo.streaming import (
-    FrameTransform,
-    VideoStreamer,
-    frame_transform,
-    new_figure,
-    save_figure,
-    stream_video_to_end,
-)
+from cozoo.layers.classifier import classifier
+from cozoo.models.registry import ModelConfig
 from cozoo.training.config import ConfigError, FinetuneConfig
 from cozoo.training.data import clip_settings
 from cozoo.weights.converters import CheckpointMismatchError

@@ -10,9 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from cozoo.continual import to_continual
 from cozoo.data import CorruptVideoWarning, KineticsDataset, VideoDecodeError, eval_transform
-from cozoo.registry import create_model, get_config, list_models
-from cozoo.streaming import FrameTransform, VideoStreamer, stream_video_to_end
+from cozoo.factory import create_model, get_config, list_models
+from cozoo.inference.video import FrameTransform, VideoStreamer, stream_video_to_end
 
 
 def build_continual(
@@ -25,8 +26,6 @@ def build_continual(
     if continual_name in list_models() and get_config(continual_name).source == name:
         model = create_model(continual_name, num_classes=num_classes, pool_window=pool_window, **kwargs)
     else:
-        from cozoo.continual import to_continual
-
         model = to_continual(create_model(name, num_classes=num_classes, **kwargs), pool_window=pool_window)
     if state_dict is not None:
         model.load_state_dict(state_dict)

@@ -1,0 +1,64 @@
+"""Plots of streamed predictions, drawn with matplotlib's Agg renderer outside pyplot (no global state)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from cozoo.data.video import PathLike
+from cozoo.inference.video import FramePrediction
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def plot_probabilities(
+    predictions: Sequence[FramePrediction],
+    class_names: Sequence[str],
+    path: PathLike,
+    top: int = 5,
+    title: str | None = None,
+) -> Path:
+    """Write a PNG of the probabilities over time (x: video frame) of the ``top`` classes with the highest
+    peak probability (y axis up to just above that peak, at most 1)."""
+    if not predictions:
+        raise ValueError("no predictions to plot")
+    probs = torch.stack([p.probs for p in predictions])  # (steps, classes)
+    if probs.shape[1] != len(class_names):
+        raise ValueError(f"{probs.shape[1]} class scores but {len(class_names)} class names")
+    frames = [p.frame_index for p in predictions]
+    chosen = probs.max(dim=0).values.argsort(descending=True)[: max(1, top)].tolist()
+    fig = new_figure(figsize=(9, 4.5))
+    ax = fig.subplots()
+    for index in chosen:
+        ax.plot(frames, probs[:, index].numpy(), label=class_names[index], linewidth=1.6)
+    ax.set_xlabel("video frame")
+    ax.set_ylabel("probability")
+    ax.set_ylim(0.0, min(1.0, 1.1 * probs[:, chosen].max().item()))
+    ax.set_xlim(min(frames), max(max(frames), min(frames) + 1))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small", framealpha=0.8)
+    if title:
+        ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A matplotlib figure drawn by the Agg renderer, outside pyplot (no global backend or figure state)."""
+    try:
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError:
+        raise RuntimeError("writing PNG plots needs matplotlib: pip install matplotlib") from None
+    return Figure(figsize=figsize, dpi=100, layout="tight")
+
+
+def save_figure(fig: Figure, path: PathLike) -> Path:
+    """Save ``fig`` as a PNG at ``path`` (parent folders created)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(os.fspath(out), format="png")
+    return out
