@@ -188,3 +188,37 @@ def test_padded_warmup_equals_continual_inference_step_for_step(name, peers):
                 torch.testing.assert_close(mine, theirs.reshape(mine.shape), rtol=1e-6, atol=1e-6 * scale)
                 compared += 1
     assert compared == (steps - 1 - ours.delay) // ours.stride + 1
+
+
+def _python_state(model: torch.nn.Module) -> list[object]:
+    """What a CUDA graph cannot capture: step counters, merge counters, and which buffers hold the state."""
+    state: list[object] = []
+    for module in model.modules():
+        for key in ("_steps", "_trigger_seen"):
+            if key in module.__dict__:
+                state.append((key, module.__dict__[key]))
+        for key in ("_state", "_fifos"):
+            value = module.__dict__.get(key)
+            tensors = value if isinstance(value, list) else [value]
+            state.append((key, [t.data_ptr() if isinstance(t, torch.Tensor) else t for t in tensors]))
+    return state
+
+
+@pytest.mark.parametrize("name", ["coi3d_r50", "cor2plus1d_18_8f"])
+def test_padded_stream_is_periodic_after_the_graph_steppers_eager_steps(name):
+    """CudaGraphStepper steps eagerly until the warm-up mode's first output plus one period, then captures
+    one graph per phase: from there on the Python-side state must repeat with the period and no buffer may
+    be reallocated (checked on CPU, where the capture itself cannot run)."""
+    torch.manual_seed(0)
+    model = _model(name)
+    model.reset(warmup="padded")
+    eager, period = model.first_output + model.stride, model.stride
+    x = torch.randn(1, 3, eager + 2 * period, 8, 8)
+    snapshots = []
+    with torch.no_grad():
+        for t in range(x.shape[2]):
+            if t >= eager:
+                snapshots.append(_python_state(model))
+            model.forward_step(x[:, :, t])
+    for phase in range(period):
+        assert snapshots[phase] == snapshots[phase + period]
