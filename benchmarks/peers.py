@@ -5,7 +5,9 @@ library (1.2.4, ``import continual as co``), with our regular model's weights.
 `cozoo.layers.blocks`) into continual-inference modules:
 
 * ``nn.Conv3d`` -> ``co.Conv3d`` (``temporal_fill="zeros"``); pools -> ``co.MaxPool3d`` / ``co.AvgPool3d``;
-  ``GlobalAvgPool3d`` -> ``co.AdaptiveAvgPool3d((1, 1, 1), kernel_size=window)``;
+  ``GlobalAvgPool3d`` -> ``co.AdaptiveAvgPool3d((1, 1, 1), kernel_size=window)``; the windowed head pool
+  ``WindowAvgPool3d`` -> per-frame box means (``co.Lambda``) then ``co.AvgPool3d((window, 1, 1), stride=1)``
+  (as the Co3D authors' CoX3D head pools) and ``WindowMean`` -> a per-frame spatial mean (``co.Lambda``);
 * per-frame layers (BatchNorm3d, ReLU, SiLU, Sigmoid, Dropout) -> ``co.forward_stepping``;
 * ``Residual`` -> ``co.BroadcastReduce(co.Sequential(co.Delay(d), shortcut), branch, reduce="sum")``
   followed by the activation, where ``d`` is the branch's delay minus the shortcut's, in input frames.
@@ -27,20 +29,24 @@ pathways run at two rates with lateral connections between them.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from cozoo.continual.pool import CoGlobalAvgPool3d
 from cozoo.layers import blocks
+from cozoo.layers.heads import VideoClassifier
 
 _PER_FRAME = (nn.BatchNorm3d, nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Dropout)
 _SUPPORTED = (
     *_PER_FRAME, nn.Sequential, nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d, nn.Linear, nn.Identity,
-    blocks.Residual, blocks.SqueezeExcitation, blocks.GlobalAvgPool3d, blocks.Flatten,
+    blocks.Residual, blocks.SqueezeExcitation, blocks.GlobalAvgPool3d, blocks.Flatten, blocks.WindowAvgPool3d,
+    blocks.WindowMean,
 )
 
 
@@ -92,6 +98,15 @@ def _flatten_frame(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1)
 
 
+def _box_means(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
+    """A frame's means over every ``window`` box at stride 1 (a side shorter than the window whole)."""
+    return F.avg_pool2d(x, [min(w, s) for w, s in zip(window, x.shape[-2:], strict=True)], stride=1)
+
+
+def _frame_mean(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=(-2, -1), keepdim=True)
+
+
 def to_co_inference(regular: nn.Module, pool_window: int) -> nn.Module:
     """A continual-inference network with the weights of the cozoo regular model ``regular`` (copied).
 
@@ -127,9 +142,14 @@ def to_co_inference(regular: nn.Module, pool_window: int) -> nn.Module:
             return co.BroadcastReduce(delay(0), squeeze, reduce="mul", auto_delay=False)
         if isinstance(module, blocks.GlobalAvgPool3d):
             return co.AdaptiveAvgPool3d((1, 1, 1), kernel_size=pool_window)
+        if isinstance(module, blocks.WindowAvgPool3d):
+            boxes = co.Lambda(functools.partial(_box_means, window=module.window[1:]))
+            return co.Sequential(boxes, co.AvgPool3d((pool_window, 1, 1), stride=1, temporal_fill="zeros"))
+        if isinstance(module, blocks.WindowMean):
+            return co.Lambda(_frame_mean)
         if isinstance(module, blocks.Flatten):
             return co.Lambda(_flatten_frame)
-        if type(module) is nn.Sequential:
+        if type(module) in (nn.Sequential, VideoClassifier):  # a zoo model computes as its Sequential
             children = module.named_children()
             return co.Sequential(OrderedDict((name, convert(child)) for name, child in children))
         if type(module) is nn.Conv3d:

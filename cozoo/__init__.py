@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     from cozoo.factory import create_model, list_models, model_info
     from cozoo.flops import count_flops
     from cozoo.fuse import fuse_conv_bn
+    from cozoo.inference.pool import StreamPool
 
 # public name -> module that defines it
 _EXPORTS = {
+    "StreamPool": "cozoo.inference.pool",
     "count_flops": "cozoo.flops",
     "create_model": "cozoo.factory",
     "fuse_conv_bn": "cozoo.fuse",
@@ -28,7 +30,8 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "__version__", "count_flops", "create_model", "fuse_conv_bn", "list_models", "model_info", "to_continual",
+    "StreamPool", "__version__", "count_flops", "create_model", "fuse_conv_bn", "list_models", "model_info",
+    "to_continual",
 ]
 
 

@@ -8,16 +8,20 @@ import select
 import sys
 import warnings
 
-from cozoo.commands import evaluate, finetune, flops, models, stream, weights
+import torch
+
+from cozoo.commands import apply_threads, evaluate, export, extract, finetune, flops, models, stream, weights
+from cozoo.version import __version__
 
 # Modules that define ``add_commands(subparsers)``; each registers one or more sub-commands.
-_COMMAND_MODULES = (models, weights, flops, evaluate, stream, finetune)
+_COMMAND_MODULES = (models, weights, flops, evaluate, stream, finetune, extract, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cozoo", description="Pretrained video classifiers and their continual (frame-by-frame) "
         "counterparts: models, weights, FLOPs, evaluation, streaming and fine-tuning.")
+    parser.add_argument("--version", action="version", version=f"cozoo {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in _COMMAND_MODULES:
         module.add_commands(subparsers)
@@ -25,7 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    overrides_only = all("=" in e and not e.startswith("-") for e in extra)
+    if extra and getattr(args, "extra_overrides", False) and overrides_only:
+        args.overrides = [*args.overrides, *extra]  # `finetune CONFIG --resume a=1 b=2`: after an option
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     with warnings.catch_warnings():
         warnings.showwarning = _warning_printer(args.command)
         return _run(args)
@@ -41,7 +51,9 @@ def _warning_printer(command: str):  # noqa: ANN202 (the signature warnings.show
 
 
 def _run(args: argparse.Namespace) -> int:
+    threads = torch.get_num_threads()
     try:
+        apply_threads(args)
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
         return code
@@ -53,9 +65,14 @@ def _run(args: argparse.Namespace) -> int:
         # the interpreter's final flush does not fail too (the recipe of Python's `signal` docs).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's code for SIGINT
+        print(f"cozoo {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, KeyError, OSError, RuntimeError, FloatingPointError) as err:  # e.g. a NaN loss
         print(f"cozoo {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        torch.set_num_threads(threads)  # a command run in-process leaves torch as it found it
 
 
 def _stdout_reader_gone() -> bool:

@@ -1,9 +1,10 @@
-"""``make demo``: the main job, offline, on CPU in about 75 s (2 cores: ~55 s fine-tuning).
+"""``make demo``: the main job, offline, on CPU in about 2 minutes on 2 idle cores (most of it fine-tuning).
 
 1. Fine-tunes a slim X3D-XS on generated motion videos (``configs/finetune/synthetic_x3d.yaml``; published
    checkpoints cannot be downloaded offline, so the weights are learnt here).
 2. Builds the continual model from those weights and streams a generated video whose motion changes
-   class every few clips, printing the prediction at every step, and checks step mode against clip mode.
+   class every few clips, printing the prediction at every step, checks step mode against clip mode and
+   writes a plot of the class probabilities over time (``runs/demo/stream_probs.png``).
 3. Prints a FLOPs table: per clip for regular models, per frame for their continual counterparts.
 """
 
@@ -21,9 +22,12 @@ from cozoo.data.transforms import eval_transform
 from cozoo.data.video import iter_frames
 from cozoo.factory import create_model, get_config
 from cozoo.flops import convention, count_flops
+from cozoo.inference.plots import plot_probabilities
+from cozoo.inference.video import FramePrediction
 from cozoo.training import finetune, load_config, load_finetuned
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "finetune" / "synthetic_x3d.yaml"
+PLOT = Path("runs") / "demo" / "stream_probs.png"  # kept after the demo (relative to the working directory)
 # Each segment is an independent 16-frame video of its class, as in training.
 SEGMENTS = [(label, 16) for label, count in
             (("growing", 4), ("shrinking", 4), ("moving_right", 3), ("rotating_cw", 3)) for _ in range(count)]
@@ -55,6 +59,7 @@ def _stream(model: torch.nn.Module, classes: list[str], config, folder: Path) ->
           f"the clip of its source network starting {model.delay} steps back)")
     stream = model.stream()
     frames, outputs, correct, start = [], [], 0, time.perf_counter()
+    plotted: list[FramePrediction] = []
     for index, frame in enumerate(iter_frames(video)):
         if index % data.sampling_rate:
             continue
@@ -70,6 +75,10 @@ def _stream(model: torch.nn.Module, classes: list[str], config, folder: Path) ->
         probs = prediction.logits.softmax(-1)[0]
         label = classes[int(probs.argmax())]
         correct += label == truth[centre]
+        plotted.append(FramePrediction(index, len(frames) - 1, prediction.logits[0],
+                                       prediction.first_frame * data.sampling_rate,
+                                       prediction.clip_first * data.sampling_rate,
+                                       prediction.clip_last * data.sampling_rate))
         print(f"      frame {index:3d}  clip {clip:>7s} centre frame {centre:3d} truth {truth[centre]:12s} "
               f"predicted {label:12s} p={float(probs.max()):.2f}")
     elapsed = time.perf_counter() - start
@@ -79,6 +88,9 @@ def _stream(model: torch.nn.Module, classes: list[str], config, folder: Path) ->
         clip = model(torch.stack(frames, dim=2))
     gap = (torch.stack(outputs, dim=2) - clip).abs().max().item()
     print(f"      step mode vs clip mode over the same frames: max |difference| {gap:.1e}")
+    path = plot_probabilities(plotted, classes, PLOT, top=len(classes), fps=15.0,
+                              title=f"co{config.model.name} streaming {video.name}")
+    print(f"      wrote {path}: class probabilities over time")
 
 
 def _print_flops() -> None:

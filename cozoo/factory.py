@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from cozoo.continual.timing import timing
-from cozoo.layers.classifier import classifier, reset_classifier
+from cozoo.layers.classifier import class_count, reset_classifier
 from cozoo.models import get_config, registry
 from cozoo.weights.converters import CheckpointMismatchError
 from cozoo.weights.load import load_pretrained
@@ -67,7 +67,9 @@ def create_model(
     ``pretrained=True`` loads the published checkpoint (downloaded and cached, see `cozoo.weights`);
     a string is a path to a checkpoint file. ``num_classes`` different from the checkpoint's resets
     only the classifier (a freshly initialised final linear layer); all other weights are kept.
-    Extra keyword arguments go to the builder (e.g. ``pool_window=64`` for continual variants).
+    ``num_classes=0`` puts the identity in the classifier's place: the model outputs its pooled features
+    (timm's convention; ``model.num_features`` wide). Extra keyword arguments go to the builder (e.g.
+    ``pool_window=64`` for continual variants).
     """
     config = get_config(name)
     num_classes = _class_count(num_classes)
@@ -88,12 +90,12 @@ def create_model(
                 f"{err}. The builder arguments {changed} change the architecture from the one the weights "
                 "were made for"
             ) from None
-    if num_classes is not None and classifier(model)[1].out_features != num_classes:
+    if num_classes is not None and class_count(model) != num_classes:
         reset_classifier(model, num_classes)
     if config.continual and "pool_window" in kwargs:  # the config describes the model as built
         config = dataclasses.replace(config, frames=int(kwargs["pool_window"]))
     if pretrained or num_classes is not None:
-        outputs = classifier(model)[1].out_features  # a checkpoint's or the caller's class count
+        outputs = class_count(model)  # a checkpoint's or the caller's class count
         if outputs != config.num_classes:
             config = dataclasses.replace(config, num_classes=outputs)
     model.cozoo_config = config  # type: ignore[attr-defined]
@@ -108,6 +110,6 @@ def _class_count(num_classes: object) -> int | None:
         count = None if isinstance(num_classes, bool) else operator.index(num_classes)  # type: ignore[arg-type]
     except TypeError:
         count = None
-    if count is None or count < 1:
-        raise ValueError(f"num_classes must be a whole number of at least 1, got {num_classes!r}")
+    if count is None or count < 0:
+        raise ValueError(f"num_classes must be a whole number >= 0 (0: features out), got {num_classes!r}")
     return count

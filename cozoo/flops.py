@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cozoo.continual.base import ContinualModule
+from cozoo.continual.fastpath import fast_steps
 
 BatchNormCount = Literal["eval", "train"]
 CONVENTION = (
@@ -61,7 +62,7 @@ class FlopCount:
     state_bytes: int = 0  # continual state in steady state (0 for a regular model)
     warmup_steps: int = 0  # steps before the first output
     period: int = 1  # steps the per-frame figure is amortised over (the model's temporal stride)
-    peak_step_macs: float = 0.0  # the dearest single step of the period (= macs for a clip)
+    peak_step_macs: float = 0.0  # the costliest single step of the period (= macs for a clip)
     batchnorm: BatchNormCount = "eval"
     convention: str = field(default="", repr=False)
 
@@ -80,7 +81,7 @@ class FlopCount:
         if self.mode == "step":
             lines.append(
                 f"  state {_mb(self.state_bytes)} MB, warm-up {self.warmup_steps} steps, "
-                f"dearest step {self.peak_step_macs / 1e9:.3f} GMACs"
+                f"costliest step {self.peak_step_macs / 1e9:.3f} GMACs"
             )
         ops = ", ".join(f"{op} {macs / 1e9:.3f}" for op, macs in sorted(self.by_op.items()))
         lines.append(f"  by op (GMACs): {ops or 'none'}")
@@ -325,7 +326,14 @@ def _as_float(macs: Counter[str]) -> dict[str, float]:
 
 def _count_steps(model: nn.Module, frame: torch.Tensor, common: dict[str, Any],
                  batchnorm: BatchNormCount) -> FlopCount:
-    """Step past warm-up, then count one period of ``stride`` steps and average."""
+    """Step past warm-up, then count one period of ``stride`` steps and average. The plain step is counted
+    (`fast_steps(False)`): the model as defined, BatchNorms included, like the clip it is compared with."""
+    with fast_steps(False):
+        return _count_plain_steps(model, frame, common, batchnorm)
+
+
+def _count_plain_steps(model: nn.Module, frame: torch.Tensor, common: dict[str, Any],
+                       batchnorm: BatchNormCount) -> FlopCount:
     assert isinstance(model, ContinualModule)
     warmup, period = int(model.first_output), int(model.stride)
     for _ in range(warmup):

@@ -75,6 +75,7 @@ def test_eval_transform_from_config_shapes_and_normalisation():
 def test_eval_short_side_follows_the_config_unless_the_crop_is_overridden():
     torchvision_recipe = get_config("r2plus1d_18")  # resize 128x171, centre crop 112
     assert eval_transform(torchvision_recipe).short_side == (128, 128)
+    assert eval_transform(torchvision_recipe).resize == (128, 171)  # which takes precedence
     assert eval_transform(torchvision_recipe, crop=64).short_side == (64, 64)
     assert eval_transform(torchvision_recipe, short_side=150).short_side == (150, 150)
     assert eval_transform(get_config("x3d_m")).short_side == (256, 256)  # PyTorchVideo: short side = crop

@@ -20,17 +20,21 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "cozoo"
 # module prefix; the longest matching prefix decides a module's layer.
 LAYERS: dict[str, int] = {
     "cozoo.version": 0,
+    "cozoo.runtime": 0,  # torch-free: runs exported steps with onnxruntime, numpy and PyAV only
     "cozoo.layers": 1,
     "cozoo.labels": 1,
+    "cozoo.distributed": 1,
     "cozoo.continual": 2,
     "cozoo.models": 3,
     "cozoo.weights": 4,
     "cozoo.flops": 4,
     "cozoo.fuse": 4,
     "cozoo.data": 4,
+    "cozoo.export": 4,
     "cozoo.factory": 5,
     "cozoo.registry": 6,
     "cozoo.inference": 6,
+    "cozoo.zoo": 6,
     "cozoo.training": 7,
     "cozoo.evaluation": 8,
     "cozoo.commands": 10,
@@ -99,7 +103,8 @@ def import_graph(root: Path) -> dict[str, set[str]]:
 
 
 def layer_of(module: str) -> int:
-    matches = [prefix for prefix in LAYERS if module == prefix or module.startswith(prefix + ".")]
+    matches = [prefix for prefix in LAYERS
+               if module == prefix or (prefix != "cozoo" and module.startswith(prefix + "."))]
     if not matches:
         raise KeyError(f"{module} has no layer: add its prefix to LAYERS (and the README's Architecture)")
     return LAYERS[max(matches, key=len)]

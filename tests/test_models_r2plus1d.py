@@ -10,9 +10,10 @@ from torchvision.models.video import r2plus1d_18
 
 from cozoo import registry
 from cozoo.layers import blocks
+from cozoo.layers.heads import VideoClassifier
 from cozoo.weights.converters import CheckpointMismatchError, convert_state_dict, load_state_dict_strict
 
-ALLOWED = {nn.Sequential, nn.Conv3d, nn.BatchNorm3d, nn.ReLU, nn.Dropout, nn.Linear,
+ALLOWED = {VideoClassifier, nn.Sequential, nn.Conv3d, nn.BatchNorm3d, nn.ReLU, nn.Dropout, nn.Linear,
            blocks.Residual, blocks.GlobalAvgPool3d, blocks.Flatten}
 
 

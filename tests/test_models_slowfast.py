@@ -10,6 +10,7 @@ from torch import nn
 
 from cozoo import registry
 from cozoo.layers import blocks, pathways
+from cozoo.layers.heads import VideoClassifier
 from cozoo.weights.converters import CheckpointMismatchError, convert_state_dict, load_state_dict_strict
 
 with warnings.catch_warnings():
@@ -19,9 +20,10 @@ with warnings.catch_warnings():
 
 PUBLISHED_M_PARAMS = {"slowfast_r50": 34.57, "slowfast_r50_4x16": 34.48}
 ALPHA = {"slowfast_r50": 4, "slowfast_r50_4x16": 8}
-ALLOWED = {nn.Sequential, nn.Conv3d, nn.BatchNorm3d, nn.ReLU, nn.MaxPool3d, nn.Dropout, nn.Linear,
-           blocks.Residual, blocks.GlobalAvgPool3d, blocks.Flatten, pathways.SplitPathways,
-           pathways.Pathways, pathways.FuseFastToSlow, pathways.ConcatPathways}
+ALLOWED = {VideoClassifier, nn.Sequential, nn.Conv3d, nn.BatchNorm3d, nn.ReLU, nn.MaxPool3d, nn.Dropout,
+           nn.Linear, blocks.Residual, blocks.GlobalAvgPool3d, blocks.WindowAvgPool3d, blocks.WindowMean,
+           blocks.Flatten, pathways.SplitPathways, pathways.Pathways, pathways.FuseFastToSlow,
+           pathways.ConcatPathways}
 
 
 def pytorchvideo_model(name: str) -> nn.Module:
@@ -45,7 +47,7 @@ def reference(name: str) -> tuple[nn.Module, torch.Tensor]:
 @pytest.mark.parametrize("name", list(PUBLISHED_M_PARAMS))
 def test_matches_pytorchvideo(name):
     ref, fast = reference(name)
-    model = registry.create_model(name).eval()
+    model = registry.create_model(name, slow_frames="stride", head_windows=None).eval()
     load_state_dict_strict(model, convert_state_dict("pytorchvideo", "slowfast", ref.state_dict()))
     slow = fast[:, :, :: ALPHA[name]]
     with torch.no_grad():

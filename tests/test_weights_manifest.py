@@ -104,6 +104,10 @@ def test_entry_agrees_with_model_config(name):
     prep = entry["preprocessing"]
     assert (prep["frames"], prep["sampling_rate"]) == (config.frames, config.sampling_rate)
     assert (prep["train_crop"], prep["test_crop"]) == (config.train_crop, config.test_crop)
+    # the publisher's recipe is the config's default
+    assert prep.get("target_fps") == config.target_fps
+    assert prep["crop_rounding"] == config.crop_rounding
+    assert tuple(prep["resize"]) == config.test_resize if "resize" in prep else config.test_resize is None
     assert prep["pixel_scale"] == 255.0
     assert prep["mean"] == pytest.approx(list(config.mean)) and prep["std"] == pytest.approx(list(config.std))
     assert (entry["num_classes"], entry["dataset"]) == (config.num_classes, config.dataset)

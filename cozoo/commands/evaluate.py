@@ -1,5 +1,6 @@
 """``cozoo eval --model NAME --annotations CSV --videos DIR``: clip, multi-view and continual streaming
-accuracy (top-1/top-5) with confusion matrices; see `cozoo.evaluation`."""
+accuracy (top-1/top-5) with confusion matrices; see `cozoo.evaluation`. Under ``torchrun -m cozoo eval ...``
+the processes share the videos and rank 0 writes the same metrics as one process."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import argparse
 import dataclasses
 import json
 
-from cozoo.commands import positive_float, positive_int
+from cozoo import distributed
+from cozoo.commands import add_quiet_argument, add_threads_argument, positive_float, positive_int
 from cozoo.data.kinetics import load_label_map
 from cozoo.evaluation.evaluate import (
     DEFAULT_MODES,
@@ -35,9 +37,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test crop and short side (default: the model's test crop)")
     parser.add_argument("--sampling-rate", type=positive_int, metavar="N",
                         help="continual models see every N-th frame (default: the clip sampling rate)")
-    parser.add_argument("--target-fps", type=positive_float, metavar="FPS",
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument("--target-fps", type=positive_float, metavar="FPS",
                         help="sample by time on a timeline at FPS frames/s, whatever each video's rate "
-                        "(default: the fine-tuning recipe's; otherwise by frame index)")
+                        "(default: the fine-tuning recipe's, else the model publisher's: 30 for PyTorchVideo "
+                        "models, 15 for torchvision's R(2+1)D-18, none for C3D)")
+    timing.add_argument("--by-index", action="store_true",
+                        help="sample by frame index (every sampling-rate-th frame), whatever the "
+                        "video's rate")
     parser.add_argument("--pool-window", type=positive_int, metavar="FRAMES",
                         help="temporal window of the continual global pool (default: the model's)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -48,7 +55,7 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
     names = names_from_label_map(load_label_map(args.label_map)) if args.label_map else None
     loaded = load_model(args.model, checkpoint=args.checkpoint, pretrained=args.pretrained,
                         class_names=names, pool_window=args.pool_window)
-    if args.target_fps is not None:
+    if args.target_fps is not None or args.by_index:
         loaded.config = dataclasses.replace(loaded.config, target_fps=args.target_fps)
     return loaded
 
@@ -63,8 +70,25 @@ def _modes(args: argparse.Namespace, loaded: LoadedModel) -> list[str]:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    device = distributed.device_for(args.device, distributed.from_env())
     loaded = load_from_args(args)
-    metrics = evaluate(
+    with distributed.session(device) as job:
+        metrics = _evaluate(args, loaded, device)
+    if not job.main:
+        return 0
+    if args.out:
+        written = write_report(metrics, args.out)
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+    else:
+        print("\n".join(summary_lines(metrics)))
+        if args.out:
+            print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, loaded: LoadedModel, device: object) -> dict:
+    return evaluate(
         loaded,
         args.annotations,
         args.videos,
@@ -77,17 +101,9 @@ def _eval(args: argparse.Namespace) -> int:
         sampling_rate=args.sampling_rate,
         batch_size=args.batch_size,
         num_workers=args.workers,
-        device=args.device,
+        device=device,  # type: ignore[arg-type]
+        progress=not args.quiet,
     )
-    if args.out:
-        written = write_report(metrics, args.out)
-    if args.json:
-        print(json.dumps(metrics, indent=1))
-    else:
-        print("\n".join(summary_lines(metrics)))
-        if args.out:
-            print(f"wrote {', '.join(str(p) for p in written)}")
-    return 0
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -114,4 +130,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--out", metavar="DIR", help="write metrics.json and confusion_<result>.png here")
     parser.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+    add_threads_argument(parser)
+    add_quiet_argument(parser)
     parser.set_defaults(handler=_eval)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from torch import nn
 
-from cozoo.commands import positive_int
+from cozoo.commands import add_threads_argument, positive_int
 from cozoo.continual import to_continual
 from cozoo.factory import create_model, get_config, list_models
 from cozoo.flops import BatchNormCount, FlopCount, convention, count_flops
@@ -30,18 +30,18 @@ class Co3DFigures(NamedTuple):
     crop: int  # crop that reproduces ``clip`` (inferred: within 2.2% of our eval-mode count)
     clip: float  # GFLOPs of one clip
     frame: float | None  # GFLOPs per frame step of the continual counterpart
-    frame_basis: str = "amortised"  # or "dearest step": what ``frame`` counts
+    frame_basis: str = "amortised"  # or "costliest step": what ``frame`` counts
 
 
 # Hedegaard & Iosifidis, "Continual 3D Convolutional Neural Networks for Real-time Processing of Videos",
 # ECCV 2022, main benchmark table (shared/co3d_results_table.md). The per-frame figure of CoI3D is its
-# dearest step (layers behind the temporal stride 2 are not amortised).
+# costliest step (layers behind the temporal stride 2 are not amortised).
 CO3D: dict[str, Co3DFigures] = {
     "x3d_xs": Co3DFigures(160, 0.64, None),
     "x3d_s": Co3DFigures(160, 2.06, 0.17),
     "x3d_m": Co3DFigures(224, 4.97, 0.33),
     "x3d_l": Co3DFigures(312, 19.17, 1.25),
-    "i3d_r50": Co3DFigures(224, 28.61, 5.68, "dearest step"),
+    "i3d_r50": Co3DFigures(224, 28.61, 5.68, "costliest step"),
     "slow_r50": Co3DFigures(256, 54.87, 6.90),
     "slowfast_r50": Co3DFigures(256, 66.25, None),
     "slowfast_r50_4x16": Co3DFigures(256, 36.46, None),
@@ -74,11 +74,11 @@ class FlopsReport:
 
     @property
     def compared_frame_gmacs(self) -> float | None:
-        """Our per-step GFLOPs on the published figure's basis (amortised, or the dearest step)."""
+        """Our per-step GFLOPs on the published figure's basis (amortised, or the costliest step)."""
         if self.step is None:
             return None
-        dearest = self.published_frame_basis == "dearest step"
-        return self.step.peak_step_macs / 1e9 if dearest else self.step.gmacs
+        costliest = self.published_frame_basis == "costliest step"
+        return self.step.peak_step_macs / 1e9 if costliest else self.step.gmacs
 
     @property
     def ratio(self) -> float | None:
@@ -168,7 +168,7 @@ def _print_report(report: FlopsReport) -> None:
         basis = "" if basis == "amortised" else f" ({basis}, compared with our {basis})"
         print(f"  per frame  {step.gmacs:9.3f} GFLOPs   published {_fmt(report.published_frame)}{basis}, "
               f"diff {_diff(report.compared_frame_gmacs, report.published_frame)}  [{label}]")
-        print(f"             amortised over {step.period} step(s), dearest step "
+        print(f"             amortised over {step.period} step(s), costliest step "
               f"{step.peak_step_macs / 1e9:.3f}; warm-up {step.warmup_steps} steps; "
               f"state {_mb(step.state_bytes):.1f} MB, "
               f"step activation peak {_mb(step.activation_peak_bytes):.1f} MB")
@@ -197,14 +197,14 @@ def _print_table(protocol: str, crop: int | None, frames: int | None) -> None:
     print(f"GFLOPs = GMACs per clip (regular) and per frame step (continual, amortised over its stride); "
           f"protocol {protocol}. {convention(PROTOCOLS[protocol])}.")
     print(_row([title for title, _ in _COLUMNS]), flush=True)
-    dearest = []
+    costliest = []
     for name in list_models():
         if get_config(name).continual:
             continue
         r = model_report(name, protocol, crop, frames)
         step = r.step
-        if r.published_frame is not None and r.published_frame_basis == "dearest step":
-            dearest.append(name)
+        if r.published_frame is not None and r.published_frame_basis == "costliest step":
+            costliest.append(name)
         print(_row([
             name, f"{r.frames}x{r.crop}", f"{r.clip.gmacs:.3f}", _fmt(r.published_clip),
             _diff(r.clip.gmacs, r.published_clip),
@@ -213,8 +213,9 @@ def _print_table(protocol: str, crop: int | None, frames: int | None) -> None:
             f"{step.peak_step_macs / 1e9:.3f}" if step else "-", f"{r.ratio:.1f}" if r.ratio else "-",
             f"{r.clip.params / 1e6:.2f}", f"{_mb(step.state_bytes):.1f}" if step else "-",
         ]), flush=True)
-    if dearest:
-        print(f"Per-frame diff of {', '.join(dearest)}: against our dearest step (max step), which is what "
+    if costliest:
+        print(f"Per-frame diff of {', '.join(costliest)}: against our costliest step (max step), which is "
+              "what "
               "the published figure counts.")
     if protocol in PROTOCOL_NOTES:
         print(PROTOCOL_NOTES[protocol] + ".")
@@ -245,4 +246,5 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         "NAME keeps its source's clip)")
     parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="pytorchvideo",
                         help="counting setting and which published figures to compare with")
+    add_threads_argument(parser)
     parser.set_defaults(handler=_run)

@@ -1,21 +1,28 @@
-"""``cozoo stream VIDEO --model NAME``: per-frame top-k predictions of a continual model while the video is
-decoded, the frame rate achieved, and optionally a PNG of class probabilities over time."""
+"""``cozoo stream SOURCE [SOURCE ...] --model NAME``: per-frame top-k predictions of a continual model on
+video files, network streams or cameras (`cozoo.inference.live`), the frame rate achieved, and optionally
+JSON lines, an annotated video and a PNG of class probabilities over time."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
+import warnings
 from pathlib import Path
 
-from cozoo.commands import positive_int
+from tqdm import tqdm
+
+from cozoo.commands import STEP_THREADS, add_threads_argument, positive_int
 from cozoo.commands.evaluate import add_model_arguments, load_from_args
-from cozoo.continual.base import WARMUP_MODES
+from cozoo.data.kinetics import CorruptVideoWarning
 from cozoo.data.video import probe_video
 from cozoo.evaluation.evaluate import LoadedModel
 from cozoo.fuse import fuse_conv_bn
+from cozoo.inference.jsonl import JsonLines
+from cozoo.inference.live import LiveOptions, LiveRunner, SourceRun
 from cozoo.inference.plots import plot_probabilities
-from cozoo.inference.video import FramePrediction, VideoStreamer, frame_transform, stream_video
+from cozoo.inference.pool import StreamPool
+from cozoo.inference.sources import ReconnectPolicy, parse_source
+from cozoo.inference.video import FramePrediction, VideoStreamer, frame_transform
 
 
 def _weights(loaded: LoadedModel) -> str:
@@ -26,44 +33,69 @@ def _weights(loaded: LoadedModel) -> str:
     return "random weights (pass --checkpoint or --pretrained for meaningful predictions)"
 
 
-def _check_plot_path(args: argparse.Namespace) -> None:
-    """Refuse an unusable plot path before the model is loaded and the video streamed."""
-    if args.plot:
-        plot = Path(args.plot)
-        if plot.is_dir():
-            raise ValueError(f"--plot {args.plot!r} is a directory; give a PNG file name")
-        parent = next((p for p in plot.absolute().parents if p.exists()), None)
-        if parent is not None and not parent.is_dir():
-            raise ValueError(f"--plot {args.plot!r}: {str(parent)!r} is not a directory")
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse an unusable output path before the model is loaded and the video streamed."""
+    if args.reconnect_retries < 0:
+        raise ValueError(f"--reconnect-retries must be 0 or more, got {args.reconnect_retries}")
+    jsonl = None if args.jsonl == "-" else args.jsonl
+    for flag, value, what in (("--plot", args.plot, "a PNG file name"), ("--out", args.out, "an .mp4 file "
+                              "name"), ("--jsonl", jsonl, "a file name or -")):
+        if value:
+            path = Path(value)
+            if path.is_dir():
+                raise ValueError(f"{flag} {value!r} is a directory; give {what}")
+            if flag == "--plot" and path.suffix.lower() != ".png":
+                raise ValueError(f"--plot {value!r}: plots are written as PNG; give a file name ending in "
+                                 ".png")
+            parent = next((p for p in path.absolute().parents if p.exists()), None)
+            if parent is not None and not parent.is_dir():
+                raise ValueError(f"{flag} {value!r}: {str(parent)!r} is not a directory")
 
 
-def _print(prediction: FramePrediction, names: list[str], k: int, note: str = "") -> None:
-    top = prediction.probs.topk(k)
-    shown = ", ".join(f"{names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist(),
-                                                               strict=True))
+def _numbered(path: str | None, count: int) -> list[str] | None:
+    """One output path per source: ``path`` itself for one source, ``stem-0.ext``, ``stem-1.ext``... for
+    several."""
+    if path is None:
+        return None
+    if count == 1:
+        return [path]
+    base = Path(path)
+    return [str(base.with_name(f"{base.stem}-{i}{base.suffix}")) for i in range(count)]
+
+
+def _line(prediction: FramePrediction, record: dict, several: bool) -> str:
+    shown = ", ".join(f"{top['label']} {top['prob']:.3f}" for top in record["top"])
     where = (f"frame {prediction.frame_index:5d} (clip {prediction.clip_first}-{prediction.clip_last}, "
              f"centre {prediction.centre_frame:g})")
-    print(f"{where}: {shown}{note}", flush=True)
+    notes = ""
+    if record.get("padded"):
+        notes += f"  [after {record['padded']} repeats of the last frame]"
+    if record["lag"] is not None:
+        notes += f"  [{record['lag']:.2f} s behind]"
+    if record["segment"]:
+        notes += f"  [connection {record['segment'] + 1}]"
+    prefix = f"[{record['source_index']}] " if several else ""
+    return f"{prefix}{where}: {shown}{notes}"
 
 
-def _stream(args: argparse.Namespace) -> int:
-    if args.cuda_graphs and not str(args.device).startswith("cuda"):
-        raise ValueError(f"--cuda-graphs needs a CUDA device (--device cuda), got --device {args.device}")
-    video_fps = probe_video(args.video).fps  # a missing or unreadable video fails here, before any loading
-    _check_plot_path(args)
-    loaded = load_from_args(args)
-    continual = loaded.continual()
-    if args.fuse_bn:
-        continual = fuse_conv_bn(continual)
-    continual = continual.to(args.device)
-    rate = loaded.config.sampling_rate if args.sampling_rate is None else args.sampling_rate
-    streamer = VideoStreamer(continual, frame_transform(loaded.config, args.crop), rate, args.device,
-                             cuda_graphs=args.cuda_graphs, target_fps=loaded.config.target_fps,
-                             warmup=args.warmup)
-    streamer.fps = video_fps  # what stream_video will tell it: for the header
-    names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
+def _seconds(frames: int, fps: float | None) -> str:
+    return f" ({frames / fps:.1f} s at {fps:g} fps)" if fps else ""
+
+
+def _warn_if_short(num_frames: int | None, fps: float | None, needed: int, pad: bool) -> None:
+    """Say before streaming that a video ends before the model's first prediction (and what --pad does)."""
+    if not num_frames or num_frames >= needed:
+        return
+    what = ("--pad repeats its last frame until then: one prediction" if pad
+            else "no prediction will come: pass --pad to repeat its last frame until the first prediction, "
+            "or pick a model with a shorter warm-up (`cozoo models --table`, column '1st out')")
+    print(f"cozoo stream: this video has {num_frames} frames{_seconds(num_frames, fps)}, the model's first "
+          f"prediction needs {needed}{_seconds(needed, fps)}; {what}", file=sys.stderr, flush=True)
+
+
+def _header(args: argparse.Namespace, loaded: LoadedModel, streamer: VideoStreamer, rate: int) -> str:
     needed = streamer.video_frame(streamer.first_output) + 1
-    stride = int(continual.stride)
+    stride = int(streamer.model.stride)
     short_videos = ("shorter videos are padded with their last frame" if args.pad
                     else "shorter videos give none without --pad")
     per_step = streamer.frames_per_step
@@ -78,45 +110,106 @@ def _stream(args: argparse.Namespace) -> int:
         back, centre = timing.delay * per_step, (timing.delay - (timing.clip_length - 1) / 2) * per_step
         stands_for = (f"each prediction at frame f stands for the source clip of {timing.clip_length} model "
                       f"frames from video frame f - {back:g} (centre about f - {centre:g})")
-    print(f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, {taken}; "
-          f"{'padded' if args.warmup == 'padded' else 'valid'} warm-up, first "
-          f"prediction after {streamer.first_output + 1} model steps (video frame {needed - 1}: "
-          f"{short_videos})"
-          f"{f', then one every {stride * per_step:g} video frames' if stride > 1 else ''}; {stands_for}"
-          f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"
-          f"{'; steps replayed as CUDA graphs' if args.cuda_graphs else ''}", flush=True)
-    predictions: list[FramePrediction] = []
-    start = time.perf_counter()
-    interrupted = False
-    try:
-        for prediction in stream_video(streamer, args.video):
-            predictions.append(prediction)
-            _print(prediction, names, k)
-        if not predictions and args.pad:
-            prediction = streamer.pad_until_output()
-            assert prediction is not None
-            predictions.append(prediction)
-            _print(prediction, names, k, f"  [after {streamer.padded} repeats of the last frame]")
-    except KeyboardInterrupt:
-        interrupted = True
-    elapsed = max(time.perf_counter() - start, 1e-9)
-    print(f"{'interrupted: ' if interrupted else ''}{streamer.frames_read} frames decoded, {streamer.steps} "
-          f"model steps, {len(predictions)} predictions in {elapsed:.2f} s: "
-          f"{streamer.frames_read / elapsed:.1f} frames/s ({streamer.steps / elapsed:.1f} model steps/s)",
-          flush=True)
-    if args.plot and predictions:
-        path = plot_probabilities(predictions, names, args.plot, top=args.plot_classes,
-                                  title=f"{args.model}: {args.video}")
-        print(f"wrote {path}")
-    if interrupted:
+    return (f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, {taken}; first "
+            f"prediction after {streamer.first_output + 1} model steps (video frame {needed - 1}"
+            f"{_seconds(needed, streamer.fps)}: {short_videos})"
+            f"{f', then one every {stride * per_step:g} video frames' if stride > 1 else ''}; {stands_for}"
+            f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"
+            f"{'; steps replayed as CUDA graphs' if args.cuda_graphs else ''}")
+
+
+def _stream(args: argparse.Namespace) -> int:
+    if args.cuda_graphs and not str(args.device).startswith("cuda"):
+        raise ValueError(f"--cuda-graphs needs a CUDA device (--device cuda), got --device {args.device}")
+    # a missing file fails here, before any loading
+    specs = [parse_source(text, args.rtsp_transport) for text in args.sources]
+    declared = {i: probe_video(spec.url) for i, spec in enumerate(specs) if spec.kind == "file"}
+    _check_output_paths(args)
+    several = len(specs) > 1
+    human = sys.stderr if args.jsonl == "-" else sys.stdout  # standard output holds only JSON then
+    loaded = load_from_args(args)
+    continual = loaded.continual()
+    if args.fuse_bn:
+        continual = fuse_conv_bn(continual)
+    continual = continual.to(args.device)
+    rate = loaded.config.sampling_rate if args.sampling_rate is None else args.sampling_rate
+    transform = frame_transform(loaded.config, args.crop)
+    streamer = VideoStreamer(continual, transform, rate, args.device, target_fps=loaded.config.target_fps)
+    streamer.fps = next(iter(declared.values())).fps if declared else None  # for the header
+    print(_header(args, loaded, streamer, rate), file=human, flush=True)
+    if not args.quiet:
+        needed = streamer.video_frame(streamer.first_output) + 1
+        for info in declared.values():
+            _warn_if_short(info.num_frames, info.fps, needed, args.pad)
+    names, k = loaded.class_names, min(args.top_k, loaded.num_classes)
+    options = LiveOptions(rate, loaded.config.target_fps, k, args.buffer, args.realtime, args.pad,
+                          keep=bool(args.plot), reconnect=ReconnectPolicy(retries=args.reconnect_retries))
+    total = sum(info.num_frames for info in declared.values()) if len(declared) == len(specs) else None
+    progress = tqdm(total=total, unit="frame", disable=args.quiet, file=sys.stderr, dynamic_ncols=True,
+                    desc="live" if total is None else None)
+
+    def on_prediction(run: SourceRun, prediction: FramePrediction, record: dict) -> None:
+        if args.jsonl != "-":  # with JSON on standard output, the JSON lines are the per-frame output
+            tqdm.write(_line(prediction, record, several), file=human)
+        if record["lag"] is not None:
+            progress.set_postfix_str(f"{record['lag']:.2f} s behind, "
+                                     f"{sum(c.dropped for c in runner.buffer.counts)} dropped", refresh=False)
+
+    def advance() -> None:  # frames decoded so far, including those the model's frame-rate rule skips
+        progress.update(sum(counts.decoded for counts in runner.buffer.counts) - progress.n)
+
+    jsonl = JsonLines(args.jsonl) if args.jsonl else None
+    runner = LiveRunner(continual, transform, specs, names, options, args.device,
+                        StreamPool(continual, capacity=len(specs), cuda_graphs=args.cuda_graphs), jsonl,
+                        _numbered(args.out, len(specs)), on_prediction, lambda run, item: advance(),
+                        log=lambda message: tqdm.write(f"cozoo stream: {message}", file=sys.stderr))
+    runs = runner.run()
+    advance()
+    progress.close()
+    for message in runner.warnings:
+        warnings.warn(message, CorruptVideoWarning, stacklevel=1)
+    elapsed = max(runner.seconds, 1e-9)
+    failed = False
+    for run in runs:
+        counts = runner.buffer.counts[run.index]
+        dropped = (f", {counts.dropped} frames dropped to keep up ({counts.dropped_steps} model steps)"
+                   if counts.dropped else "")
+        reconnects = f", {run.reconnects} reconnections" if run.reconnects else ""
+        print(f"{f'[{run.index}] {run.spec.text}: ' if several else ''}"
+              f"{'interrupted: ' if runner.interrupted else ''}{counts.decoded} frames decoded, {run.steps} "
+              f"model steps, {run.predictions} predictions in {elapsed:.2f} s: "
+              f"{counts.decoded / elapsed:.1f} frames/s ({run.steps / elapsed:.1f} model steps/s)"
+              f"{dropped}{reconnects}", file=human, flush=True)
+        if run.error is not None:
+            failed = True
+            print(f"cozoo stream: error: {run.spec.text}: {run.error}", file=sys.stderr)
+    for run, plot in zip(runs, _numbered(args.plot, len(specs)) or [], strict=False):
+        if run.kept:
+            path = plot_probabilities(run.kept, names, plot, top=args.plot_classes,
+                                      title=f"{args.model}: {run.spec.text}",
+                                      fps=declared[run.index].fps if run.index in declared else None)
+            print(f"wrote {path}", file=human)
+    for run, out in zip(runs, _numbered(args.out, len(specs)) or [], strict=False):
+        if run.writer is not None and run.writer.frames:
+            print(f"wrote {out} ({run.writer.frames} annotated frames)", file=human)
+    if args.jsonl and args.jsonl != "-":
+        print(f"wrote {args.jsonl}", file=human)
+    if runner.interrupted:
         return 130
-    if not predictions:
-        smaller_rate = " or a smaller --sampling-rate" if rate > 1 else ""
-        print(f"cozoo stream: no prediction: the video ended after {streamer.frames_read} frames "
-              f"({streamer.steps} model steps); the first prediction needs {needed} frames "
-              f"({streamer.first_output + 1} steps). Pass --pad to repeat the last frame until then, or "
-              f"use a longer video{smaller_rate}", file=sys.stderr)
+    if failed:
         return 1
+    for run in runs:
+        if run.predictions == 0:
+            needed = streamer.video_frame(streamer.first_output) + 1
+            smaller_rate = " or a smaller --sampling-rate" if rate > 1 else ""
+            frames = runner.buffer.counts[run.index].decoded
+            source = f" from {run.spec.text}" if several else ""
+            print(f"cozoo stream: no prediction{source}: the video ended after {frames} frames ({run.steps} "
+                  f"model steps); the first prediction needs {needed} frames ({streamer.first_output + 1} "
+                  f"steps). Pass --pad to repeat the last frame until then, or use a "
+                  f"longer video{smaller_rate}",
+                  file=sys.stderr)
+            return 1
     return 0
 
 
@@ -124,7 +217,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "stream", help="per-frame predictions of a continual model on a video file, frames/s, plot"
     )
-    parser.add_argument("video", help="video file (e.g. an .mp4)")
+    parser.add_argument("sources", nargs="+", metavar="SOURCE",
+                        help="video file, network URL (rtsp://, rtmp://, http(s)://, udp://, tcp://...), "
+                        "capture device (/dev/video0, v4l2:/dev/video1, avfoundation:0, "
+                        "'dshow:video=NAME', or 0 for the first camera); several run side by side")
     add_model_arguments(parser)
     parser.add_argument("--top-k", type=positive_int, default=5, help="classes printed per frame (default 5)")
     parser.add_argument("--no-fuse-bn", dest="fuse_bn", action="store_false",
@@ -136,11 +232,27 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pad", action="store_true",
                         help="for a video shorter than the warm-up: repeat its last frame until the first "
                         "prediction (the clip samplers' rule for short videos)")
-    parser.add_argument("--warmup", choices=WARMUP_MODES, default="valid",
-                        help="valid (default): predictions once the receptive field holds real frames only; "
-                        "padded: start from the source network's temporal zero padding, predictions from "
-                        "step `delay` on (Co3D's early outputs)")
-    parser.add_argument("--plot", metavar="PNG", help="write the top classes' probabilities over time here")
+    parser.add_argument("--plot", metavar="PNG", help="write the top classes' probabilities over time here "
+                        "(several sources: PNG-0.png, PNG-1.png, ...)")
+    parser.add_argument("--jsonl", metavar="PATH",
+                        help="one JSON object per prediction (and per reconnection, plus a summary per "
+                        "source) to PATH, or - for standard output; schema: "
+                        "cozoo/inference/stream_jsonl.schema.json")
+    parser.add_argument("--out", metavar="VIDEO.mp4",
+                        help="write the input with the latest top-k labels and probability bars drawn on "
+                        "each frame (several sources: VIDEO-0.mp4, ...)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="read files at their own frame rate, as if live (by default as fast as the "
+                        "model goes, dropping nothing)")
+    parser.add_argument("--buffer", type=positive_int, default=4, metavar="FRAMES",
+                        help="frames queued per source (default 4); when a live source gets ahead of the "
+                        "model the oldest queued frame is dropped")
+    parser.add_argument("--reconnect-retries", type=int, default=5, metavar="N",
+                        help="attempts in a row to reopen a network source that dropped (default 5)")
+    parser.add_argument("--rtsp-transport", choices=("tcp", "udp", "auto"), default="tcp",
+                        help="how RTSP sources send their media (default tcp; auto: UDP, then TCP)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or status line")
+    add_threads_argument(parser, default=STEP_THREADS)
     parser.add_argument("--plot-classes", type=positive_int, default=5,
                         help="classes drawn in the plot (default 5)")
     parser.set_defaults(handler=_stream)

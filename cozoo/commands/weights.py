@@ -6,7 +6,14 @@ import argparse
 import json
 
 from cozoo.weights.download import weights_dir
-from cozoo.weights.load import cached_metadata, converted_path, fetch, import_checkpoint, require_entry
+from cozoo.weights.load import (
+    cached_metadata,
+    converted_path,
+    fetch,
+    import_checkpoint,
+    refuse_other_models_url,
+    require_entry,
+)
 from cozoo.weights.manifest import load_manifest, manifest_names
 
 
@@ -16,12 +23,15 @@ def _report(name: str) -> None:
     print(f"{name}: {converted_path(entry['name'])}")
     print(f"  source {entry['source']['filename']} sha256 {meta.get('source_sha256', '?')} "
           f"({meta.get('source_size', '?')} bytes, hash policy: {entry['hash']['policy']})")
+    print(f"  origin: {meta.get('origin', 'not recorded (cached before cozoo recorded origins)')}")
 
 
 def _fetch(args: argparse.Namespace) -> int:
     if (args.url or args.sha256) and len(args.names) > 1:
         raise ValueError("--url and --sha256 describe one file: give a single NAME with them")
     for name in args.names:
+        if args.url and not args.force:
+            refuse_other_models_url(require_entry(name), args.url)
         if args.url and not args.force and cached_metadata(require_entry(name)) is not None:
             print(f"{name} is already cached, so --url was not used (add --force to download it again)")
         fetch(name, url=args.url, force=args.force, progress=not args.quiet, sha256=args.sha256)
@@ -30,7 +40,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    import_checkpoint(args.name, args.path, sha256=args.sha256)
+    import_checkpoint(args.name, args.path, sha256=args.sha256, force=args.force)
     _report(args.name)
     return 0
 
@@ -71,7 +81,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("names", nargs="+", metavar="NAME", help="model name(s), see `cozoo weights list`")
     p.add_argument("--url", help="download from this URL instead of the manifest's")
     p.add_argument("--sha256", help="expected sha256 of the file (pins checkpoints published without a hash)")
-    p.add_argument("--force", action="store_true", help="download and convert again even if cached")
+    p.add_argument("--force", action="store_true",
+                   help="download and convert again even if cached; accept a --url whose file name is "
+                   "another model's published checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_fetch)
 
@@ -79,6 +91,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("path", metavar="PATH", help="the published file, e.g. X3D_XS.pyth")
     p.add_argument("--sha256", help="expected sha256 of the file")
+    p.add_argument("--force", action="store_true",
+                   help="accept a file named as another model's published checkpoint")
     p.set_defaults(handler=_import)
 
     p = commands.add_parser("list", help="published checkpoints and whether they are cached")

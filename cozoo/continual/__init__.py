@@ -8,7 +8,7 @@ from cozoo.continual.graph import CudaGraphStepper
 from cozoo.continual.multipath import CoConcatPathways, CoFuseFastToSlow, CoPathways, CoSplitPathways
 from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
 from cozoo.continual.recurrent import CoFrameLSTM
-from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation
+from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation, CoWindowMean
 from cozoo.continual.stream import Prediction, Stream
 from cozoo.continual.timing import FrameStamp, Timing, timing
 
@@ -32,6 +32,7 @@ __all__ = [
     "CoResidual",
     "CoSequential",
     "CoSqueezeExcitation",
+    "CoWindowMean",
     "Prediction",
     "Stream",
     "ContinualModule",

@@ -199,6 +199,21 @@ class ContinualModule:
     def _reset_state(self) -> None:
         """Drop this module's own state (children are reset by `reset`)."""
 
+    # -- explicit state (export) -----------------------------------------------------------------------
+    # Steps keep their state inside the modules; an exported step takes and returns it instead. These two
+    # methods expose a module's own state tensors by name, batch dimension first, zeros at a new stream.
+    # Default: the ``_state`` buffer of convolutions and pools. Step counters stay Python ints.
+    def stream_state(self) -> dict[str, torch.Tensor]:
+        """This module's own state tensors by name, as its steps left them (none before its first step)."""
+        state = self.__dict__.get("_state")
+        return {"cache": state} if isinstance(state, torch.Tensor) else {}
+
+    def load_stream_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Step on from ``state`` (the names and shapes `stream_state` gives; used as is, not copied)."""
+        check_state_names(self, state, self.stream_state())
+        if state:
+            self._state = state["cache"]
+
     def forward_step(self, frame: torch.Tensor) -> torch.Tensor | None:
         """Feed one frame; returns an output frame or ``None`` (warm-up or a skipped strided step).
 
@@ -233,11 +248,14 @@ class ContinualModule:
     #: module, which therefore cannot name it), and importing `cozoo.continual` always imports that module.
     stream_class: type | None = None
 
-    def stream(self, cuda_graphs: bool = False, warmup: str = "valid"):  # -> cozoo.continual.stream.Stream
+    def stream(
+        self, cuda_graphs: bool = False, features: bool = False, warmup: str = "valid"
+    ):  # -> cozoo.continual.stream.Stream
         """A `Stream` over this model (resets it): ``stream.push(frame)`` returns a `Prediction` or None.
-        ``cuda_graphs``: replay steps as CUDA graphs (a model on a CUDA device); ``warmup``: see `reset`."""
+        ``cuda_graphs``: replay steps as CUDA graphs (a model on a CUDA device); ``features``: predictions
+        carry each step's pooled features instead of logits; ``warmup``: see `reset`."""
         assert ContinualModule.stream_class is not None, "cozoo.continual.stream registers Stream on import"
-        return ContinualModule.stream_class(self, cuda_graphs=cuda_graphs, warmup=warmup)
+        return ContinualModule.stream_class(self, cuda_graphs=cuda_graphs, features=features, warmup=warmup)
 
     def reset(self, warmup: str = "valid") -> None:
         """Forget the stream: drop all state in this module and its children, and start the next one in
@@ -385,6 +403,12 @@ def check_warmup(warmup: object) -> None:
         raise ValueError(f"warmup must be 'valid' or 'padded', got {warmup!r}")
 
 
+def check_state_names(module: object, given: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> None:
+    """Refuse state tensors that are not exactly the ones ``module`` holds."""
+    if set(given) != set(own):
+        raise KeyError(f"{type(module).__name__} holds state {sorted(own)}, got {sorted(given)}")
+
+
 def _describe(value: object) -> str:
     return f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
 
@@ -417,18 +441,25 @@ def pad_to_length(x: torch.Tensor, length: int) -> tuple[torch.Tensor, bool]:
     return torch.cat([x, x.new_zeros(*x.shape[:2], missing, *x.shape[3:])], dim=2), True
 
 
+def replaces_state() -> bool:
+    """Whether steps replace their state tensors instead of updating them in place: with autograd on (the
+    backward pass needs the old values) and while `torch.export` traces a step (an exported step is a pure
+    function of its inputs, its state among them; see `cozoo.export`)."""
+    return torch.is_grad_enabled() or torch.compiler.is_exporting()
+
+
 def shift_in(buffer: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
     """Drop the oldest entry on dim 2 of ``buffer`` and append ``frame`` as the newest; returns the buffer.
 
-    In place (the returned tensor is ``buffer``) except with gradients enabled: then a new tensor, as an
+    In place (the returned tensor is ``buffer``) except where `replaces_state`: then a new tensor, as an
     in-place update would overwrite tensors that layers saved for the backward pass (e.g. a conv's input
-    window, saved for its weight's gradient). In place it costs two kernels (one for a single-entry
-    buffer): the shifted window is built by one concatenation and copied back, as a batch-1 step's cost on
-    a GPU is mostly its kernel count. Except on a CPU for caches of frame maps (N, C, K, H, W): one copy
-    per entry there, as concatenating strided slices of large maps is 2-4x slower (long buffers of small
-    entries, like a global pool's, keep the concatenation).
+    window, saved for its weight's gradient), or the input of an exported step. In place it costs two
+    kernels (one for a single-entry buffer): the shifted window is built by one concatenation and copied
+    back, as a batch-1 step's cost on a GPU is mostly its kernel count. Except on a CPU for caches of frame
+    maps (N, C, K, H, W): one copy per entry there, as concatenating strided slices of large maps is 2-4x
+    slower (long buffers of small entries, like a global pool's, keep the concatenation).
     """
-    if torch.is_grad_enabled():
+    if replaces_state():
         return torch.cat((buffer[:, :, 1:], frame.unsqueeze(2)), dim=2)
     if buffer.shape[2] == 1:
         buffer[:, :, 0] = frame

@@ -15,7 +15,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from cozoo.continual.base import ContinualModule, Schedule, shift_in
+from cozoo.continual.base import ContinualModule, Schedule, check_state_names, shift_in
+from cozoo.continual.conv import CoConv3d
+from cozoo.continual.fastpath import fold_pairs, foldable, folding_active
 
 
 def continual_children(module: nn.Module) -> list[ContinualModule]:
@@ -88,12 +90,37 @@ class CoSequential(ScheduledContainer, nn.Sequential):
         return super().forward(x)
 
     def _step(self, frame):  # type: ignore[override]
+        if folding_active():
+            return self._step_folded(frame)
         out = frame
         for layer in self._modules.values():  # children were checked when the schedule was bound
             out = layer._step(out)  # type: ignore[union-attr]
             if out is None:
                 return None
         return out
+
+    def _step_folded(self, frame):
+        """Inference step with each eval-mode BatchNorm after a conv folded into that conv (`fastpath`)."""
+        out = frame
+        for layer, bn in self._fold_plan():
+            out = layer._step(out) if bn is None else layer._step(out, bn)
+            if out is None:
+                return None
+        return out
+
+    def _fold_plan(self) -> list[tuple[ContinualModule, nn.Module | None]]:
+        """(layer, BatchNorm folded into it or None) in order, folded BatchNorms left out; rebuilt when the
+        children or their training flags change."""
+        layers = tuple(self._modules.values())
+        key = (layers, tuple(layer.training for layer in layers))
+        cached = self.__dict__.get("_fold_plan_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        pairs = {i: bn for i, bn in fold_pairs(list(layers), CoConv3d).items() if foldable(bn)}
+        folded = {i + 1 for i in pairs}
+        plan = [(layer, pairs.get(i)) for i, layer in enumerate(layers) if i not in folded]
+        self.__dict__["_fold_plan_cache"] = (key, plan)
+        return plan
 
 
 class CoIdentity(ContinualModule, nn.Identity):
@@ -188,6 +215,15 @@ class AlignedMerge(ScheduledContainer, nn.Module):
     def _reset_state(self) -> None:
         self.__dict__["_fifos"] = None
         self.__dict__["_trigger_seen"] = 0
+
+    def stream_state(self) -> dict[str, torch.Tensor]:
+        fifos = self.__dict__["_fifos"] or []
+        return {f"fifo{i}": fifo for i, fifo in enumerate(fifos) if fifo is not None}
+
+    def load_stream_state(self, state: dict[str, torch.Tensor]) -> None:
+        check_state_names(self, state, self.stream_state())
+        for name, fifo in state.items():
+            self.__dict__["_fifos"][int(name.removeprefix("fifo"))] = fifo
 
     def _merge_step(
         self, values: Sequence[torch.Tensor | None], combine: Callable[[list[torch.Tensor]], torch.Tensor]

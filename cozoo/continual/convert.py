@@ -17,9 +17,18 @@ from torch.nn.utils import parametrize
 from cozoo.continual.base import ContinualModule
 from cozoo.continual.containers import CoIdentity, CoResidual, CoSequential
 from cozoo.continual.conv import CacheForm, CoConv3d, check_cache_form
+from cozoo.continual.heads import CoVideoClassifier
 from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
-from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation, as_per_frame
+from cozoo.continual.stateless import (
+    CoFlatten,
+    CoLinear,
+    CoPerFrame,
+    CoSqueezeExcitation,
+    CoWindowMean,
+    as_per_frame,
+)
 from cozoo.layers import blocks
+from cozoo.layers.heads import VideoClassifier
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,11 @@ def _global_pool(module: nn.Module, options: ConversionOptions) -> nn.Module:
     return CoGlobalAvgPool3d(window=1)
 
 
+@register_continual(blocks.WindowAvgPool3d)
+def _window_pool(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    return CoGlobalAvgPool3d(window=1, source=module)  # type: ignore[arg-type]
+
+
 @register_continual(nn.AdaptiveAvgPool3d)
 def _adaptive_pool(module: nn.Module, options: ConversionOptions) -> nn.Module:
     size = module.output_size  # type: ignore[attr-defined]
@@ -185,6 +199,13 @@ def _sequential(module: nn.Module, options: ConversionOptions) -> nn.Module:
     return CoSequential(OrderedDict((name, convert_module(child, options)) for name, child in children))
 
 
+@register_continual(VideoClassifier)
+def _video_classifier(module: nn.Module, options: ConversionOptions) -> nn.Module:
+    children = OrderedDict((name, convert_module(child, options)) for name, child in module.named_children())
+    return CoVideoClassifier(children, module.head_start, module.classifier_name,  # type: ignore[arg-type]
+                             module.num_features)  # type: ignore[arg-type]
+
+
 @register_continual(blocks.Residual)
 def _residual(module: nn.Module, options: ConversionOptions) -> nn.Module:
     def maybe(child: nn.Module | None) -> nn.Module | None:
@@ -205,6 +226,7 @@ register_continual(nn.Linear)(_swap_class(CoLinear))
 register_continual(blocks.Flatten)(_swap_class(CoFlatten))
 register_continual(blocks.SqueezeExcitation)(_swap_class(CoSqueezeExcitation))
 register_continual(blocks.PerFrame)(_swap_class(CoPerFrame))
+register_continual(blocks.WindowMean)(_swap_class(CoWindowMean))
 
 
 @register_continual(nn.Flatten)

@@ -27,12 +27,14 @@ class CudaGraphStepper:
     (clone it to keep it). Creating a stepper resets the model; use one stepper per stream, and do not mix
     in the model's own ``forward_step`` once captured (its step counters stay at the capture's phase).
     ``compile=True`` compiles the step (TorchInductor) before capturing it: fewer, fused kernels.
+    ``features=True`` steps ``model.forward_step_features`` (pooled features, no classifier) instead.
     ``warmup``: the stream's warm-up mode (see `ContinualModule.reset`); eager steps run until that mode's
     first output plus one period (the attribute ``warmup`` counts the steps run before capture).
     """
 
     def __init__(
-        self, model: nn.Module, example_frame: torch.Tensor, compile: bool = False, warmup: str = "valid"
+        self, model: nn.Module, example_frame: torch.Tensor, compile: bool = False, features: bool = False,
+        warmup: str = "valid",
     ) -> None:
         if not isinstance(model, ContinualModule):
             raise TypeError(f"{type(model).__name__} is not a continual model")
@@ -45,7 +47,9 @@ class CudaGraphStepper:
         # `compile`, one more period of compiled steps compiles every phase before capture.
         self._eager_steps = model.first_output + self.period
         self.warmup = self._eager_steps + (self.period if compile else 0)
-        self._step_fn = torch.compile(model._step, dynamic=False, fullgraph=True) if compile else model._step
+        step = model._step_features if features else model._step  # type: ignore[attr-defined]
+        self._eager_step = model.forward_step_features if features else model.forward_step  # type: ignore[attr-defined]
+        self._step_fn = torch.compile(step, dynamic=False, fullgraph=True) if compile else step
         self._static_in = example_frame.clone()
         self._graphs: list[torch.cuda.CUDAGraph] = []
         self._outputs: list[torch.Tensor | None] = []
@@ -61,7 +65,7 @@ class CudaGraphStepper:
         if not self._graphs and self._steps < self.warmup:
             self._steps += 1
             if self._steps <= self._eager_steps:
-                return self.model.forward_step(frame)
+                return self._eager_step(frame)
             self.model._check_frame(frame)  # type: ignore[attr-defined]
             return self._step_fn(frame)
         if not self._graphs:

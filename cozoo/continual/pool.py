@@ -16,6 +16,7 @@ from cozoo.continual.base import (
     pad_to_length,
     shift_in,
 )
+from cozoo.layers.blocks import WindowAvgPool3d
 
 
 def _triple(value: int | tuple[int, ...]) -> tuple[int, int, int]:
@@ -111,12 +112,20 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
     The window may exceed the source clip length (e.g. CoX3D-S_64): per-step cost does not grow with it.
     Clip mode yields one output per complete window (stride 1); with source padding it is the source's
     global mean over the whole clip.
+
+    With ``spatial_window`` = (H, W) (from a `cozoo.layers.blocks.WindowAvgPool3d`, PyTorchVideo's head
+    pool) each frame is averaged over every H x W box at stride 1 instead, and the running mean keeps one
+    value per box: a step gives (N, C, boxes_h, boxes_w), which `CoWindowMean` averages after the head's
+    per-box layers. The windows are spatial only: the temporal extent is ``window``. With source padding,
+    clip mode is the source pool (its temporal window included).
     """
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, source: WindowAvgPool3d | None = None) -> None:
         super().__init__()
         self.window = window  # also sets up the (empty) stream state
         self.input_stride = 1
+        self.source = source
+        self.spatial_window = None if source is None else source.window[1:]
 
     @property
     def window(self) -> int:
@@ -131,7 +140,8 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
         self._reset_state()
 
     def extra_repr(self) -> str:
-        return f"window={self.window}"
+        boxes = "" if self.spatial_window is None else f", spatial_window={self.spatial_window}"
+        return f"window={self.window}{boxes}"
 
     @property
     def receptive_field(self) -> int:
@@ -151,11 +161,23 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
     def _bind(self, inp: Schedule) -> None:
         self.input_stride = inp.stride
 
+    def _spatial(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, [T,] H, W) -> per-frame means (N, C[, T]) or box means (N, C[, T], h, w)."""
+        if self.spatial_window is None:
+            return x.mean(dim=(-2, -1))
+        kernel = [min(w, size) for w, size in zip(self.spatial_window, x.shape[-2:], strict=True)]
+        if x.dim() == 4:
+            return F.avg_pool2d(x, kernel, stride=1)
+        return F.avg_pool3d(x, (1, *kernel), stride=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.source_padding:
-            return x.mean(dim=(2, 3, 4), keepdim=True)
-        spatial, short = pad_to_length(x.mean(dim=(3, 4)), self.window)
-        out = F.avg_pool1d(spatial, self.window, stride=1)[..., None, None]
+            return x.mean(dim=(2, 3, 4), keepdim=True) if self.source is None else self.source(x)
+        spatial, short = pad_to_length(self._spatial(x), self.window)
+        if self.spatial_window is None:
+            out = F.avg_pool1d(spatial, self.window, stride=1)[..., None, None]
+        else:
+            out = F.avg_pool3d(spatial, (self.window, 1, 1), stride=1)
         return out[:, :, :0] if short else out
 
     def _reset_state(self) -> None:
@@ -165,7 +187,11 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
     def _step(self, frame: torch.Tensor) -> torch.Tensor | None:
         emit = self._steps >= self.window - 1
         self._steps = advance(self._steps, self.window - 1, 1)
+        pooled = self._spatial(frame)
         if self._state is None:
-            self._state = frame.new_zeros(frame.shape[0], frame.shape[1], self.window)
-        self._state = shift_in(self._state, frame.mean(dim=(2, 3)))
-        return self._state.mean(dim=2)[..., None, None] if emit else None
+            self._state = pooled.new_zeros(*pooled.shape[:2], self.window, *pooled.shape[2:])
+        self._state = shift_in(self._state, pooled)
+        if not emit:
+            return None
+        mean = self._state.mean(dim=2)
+        return mean[..., None, None] if self.spatial_window is None else mean

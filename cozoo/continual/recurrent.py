@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cozoo.continual.base import ContinualModule
+from cozoo.continual.base import ContinualModule, check_state_names, replaces_state
 from cozoo.continual.convert import ConversionOptions, register_continual
 from cozoo.layers.recurrent import FrameLSTM
 
@@ -27,10 +27,21 @@ class CoFrameLSTM(ContinualModule, FrameLSTM):
     def _reset_state(self) -> None:
         self.__dict__["_hc"] = None
 
+    def stream_state(self) -> dict[str, torch.Tensor]:
+        """``h`` and ``c`` batch first: (N, num_layers, hidden)."""
+        state = self.__dict__.get("_hc")
+        return {} if state is None else {"h": state[0].transpose(0, 1), "c": state[1].transpose(0, 1)}
+
+    def load_stream_state(self, state: dict[str, torch.Tensor]) -> None:
+        check_state_names(self, state, self.stream_state())
+        if state:
+            self.__dict__["_hc"] = (state["h"].transpose(0, 1).contiguous(),
+                                    state["c"].transpose(0, 1).contiguous())
+
     def _step(self, frame: torch.Tensor) -> torch.Tensor:
         state = self.__dict__.get("_hc")
         out, (h, c) = self.lstm(frame.flatten(1).unsqueeze(1), state)
-        if state is None or torch.is_grad_enabled():  # autograd saved the old state: replace, not overwrite
+        if state is None or replaces_state():  # autograd saved the old state: replace, not overwrite
             self.__dict__["_hc"] = (h, c)
         else:
             state[0].copy_(h)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cozoo.continual.base import ContinualModule
-from cozoo.layers.blocks import Flatten, PerFrame, SqueezeExcitation
+from cozoo.layers.blocks import Flatten, PerFrame, SqueezeExcitation, WindowMean
 
 
 class _PerFrameStep(ContinualModule):
@@ -136,6 +136,19 @@ class CoSqueezeExcitation(ContinualModule, SqueezeExcitation):
         hidden = F.relu(F.linear(pooled, self.fc1.weight.flatten(1), self.fc1.bias))
         gate = torch.sigmoid(F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias))
         return frame * gate[:, :, None, None]
+
+
+class CoWindowMean(ContinualModule, WindowMean):
+    """Mean over the head's spatial boxes per frame (`CoGlobalAvgPool3d` with a spatial window): clip mode
+    keeps time, a step gives (N, C, 1, 1). With source padding, clip mode is the source's mean."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.source_padding:
+            return WindowMean.forward(self, x)
+        return x.mean(dim=(3, 4), keepdim=True)
+
+    def _step(self, frame: torch.Tensor) -> torch.Tensor:
+        return frame.mean(dim=(2, 3), keepdim=True)
 
 
 class CoPerFrame(ContinualModule, PerFrame):

@@ -34,6 +34,7 @@ def build_dataset(
     num_crops: int = 1,
     flip: bool = True,
     short_side: int | tuple[int, int] | None = None,
+    resize: tuple[int, int] | None = None,
     label_map: dict[str, int] | None = None,
     probe: bool | None = None,
     return_video_index: bool = False,
@@ -44,7 +45,8 @@ def build_dataset(
     ``annotations`` is a CSV path or already selected records (only rows of ``split``, when given).
     Explicit arguments override the config's fields. Training: one random clip, short side drawn from
     ``short_side`` (a ``(low, high)`` range), random crop and (if ``flip``) horizontal flips. Testing: short
-    side ``short_side`` (an int, default as `eval_transform`), ``num_clips`` uniform clips x ``num_crops``
+    side ``short_side`` (an int) or every frame resized to ``resize`` (default: as `eval_transform`, the
+    config's recipe), ``num_clips`` uniform clips x ``num_crops``
     (1 or 3) crops, and ``probe`` (default: on for testing) drops undecodable videos up front.
     ``target_fps`` (default: the config's) samples by time (see `KineticsDataset`).
     """
@@ -70,7 +72,7 @@ def build_dataset(
         if isinstance(short_side, tuple):
             raise ValueError(f"testing uses one short side size, got the range {short_side}")
         transform = eval_transform(config, crop=crop, mean=mean, std=std, short_side=short_side,
-                                   num_crops=num_crops)
+                                   num_crops=num_crops, resize=resize)
     return KineticsDataset(
         records,
         video_root,

@@ -2,7 +2,8 @@
 
 Functions take a float clip ``(3, T, H, W)``; `to_float_clip` also accepts decoded ``(T, H, W, 3)`` uint8
 frames. `train_transform` / `eval_transform` build the standard pipelines from a `cozoo.registry.ModelConfig`
-(its crop sizes, mean and std) or from plain arguments.
+(its crop sizes, mean and std, and its publisher's test geometry: a fixed resize, e.g. torchvision's 128x171,
+and how the centre crop's offset is rounded) or from plain arguments.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
     from cozoo.models.registry import ModelConfig
+
+# How a centre crop's offset ``(size - crop) / 2`` is rounded when odd: PySlowFast and PyTorchVideo's
+# ``uniform_crop`` take the ceiling, torchvision's ``center_crop`` Python's ``round`` (half to even).
+CropRounding = Literal["floor", "ceil", "round"]
 
 
 def to_float_clip(video: torch.Tensor) -> torch.Tensor:
@@ -48,6 +53,29 @@ def short_side_resize(clip: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(clip, size=(new_h, new_w), mode="bilinear", align_corners=False)
 
 
+def resize_frames(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resize every frame to ``size`` = (height, width), whatever its aspect ratio (torchvision's
+    video recipe: 128x171)."""
+    height, width = (int(v) for v in size)
+    if height < 1 or width < 1:
+        raise ValueError(f"resize size must be (height, width) >= 1, got {size}")
+    if (height, width) == tuple(clip.shape[-2:]):
+        return clip
+    return F.interpolate(clip, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def centre_offset(length: int, size: int, rounding: CropRounding = "floor") -> int:
+    """Offset of a centred ``size`` window in ``length``: ``(length - size) / 2`` rounded as ``rounding``."""
+    half = (length - size) / 2
+    if rounding == "floor":
+        return (length - size) // 2
+    if rounding == "ceil":
+        return math.ceil(half)
+    if rounding == "round":
+        return int(round(half))
+    raise ValueError(f"crop rounding must be one of {get_args(CropRounding)}, got {rounding!r}")
+
+
 def _check_crop(clip: torch.Tensor, size: int) -> tuple[int, int]:
     height, width = clip.shape[-2:]
     if size > height or size > width:
@@ -60,9 +88,10 @@ def crop(clip: torch.Tensor, top: int, left: int, size: int) -> torch.Tensor:
     return clip[..., top : top + size, left : left + size]
 
 
-def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
+def center_crop(clip: torch.Tensor, size: int, rounding: CropRounding = "floor") -> torch.Tensor:
+    """The centred ``size`` square; odd margins split as ``rounding`` says (see `CropRounding`)."""
     height, width = _check_crop(clip, size)
-    return crop(clip, (height - size) // 2, (width - size) // 2, size)
+    return crop(clip, centre_offset(height, size, rounding), centre_offset(width, size, rounding), size)
 
 
 def random_crop(clip: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -72,16 +101,16 @@ def random_crop(clip: torch.Tensor, size: int, generator: torch.Generator | None
     return crop(clip, top, left, size)
 
 
-def three_crop(clip: torch.Tensor, size: int, index: int) -> torch.Tensor:
+def three_crop(clip: torch.Tensor, size: int, index: int, rounding: CropRounding = "floor") -> torch.Tensor:
     """Crop ``index`` of the 3-crop test protocol: start (0), centre (1) or end (2) of the longer side."""
     if index not in (0, 1, 2):
         raise ValueError(f"three_crop index must be 0, 1 or 2, got {index}")
     height, width = _check_crop(clip, size)
     if width >= height:
-        left = (0, (width - size) // 2, width - size)[index]
-        return crop(clip, (height - size) // 2, left, size)
-    top = (0, (height - size) // 2, height - size)[index]
-    return crop(clip, top, (width - size) // 2, size)
+        left = (0, centre_offset(width, size, rounding), width - size)[index]
+        return crop(clip, centre_offset(height, size, rounding), left, size)
+    top = (0, centre_offset(height, size, rounding), height - size)[index]
+    return crop(clip, top, centre_offset(width, size, rounding), size)
 
 
 def horizontal_flip(clip: torch.Tensor) -> torch.Tensor:
@@ -102,8 +131,10 @@ class VideoTransform:
     """Resize the short side to a size drawn from ``short_side`` (inclusive range), crop, flip, normalise.
 
     Training (``training=True``): random short side in the range, random crop, horizontal flip with
-    probability 0.5 if ``flip``. Testing: fixed short side, crop ``crop_index`` of ``num_crops`` (1: centre,
-    3: start/centre/end of the longer side). Disable ``flip`` for classes whose meaning depends on
+    probability 0.5 if ``flip``. Testing: fixed short side, or every frame resized to ``resize`` = (height,
+    width) when set (aspect ratio not kept, as torchvision's recipe does), then crop ``crop_index`` of
+    ``num_crops`` (1: centre, 3: start/centre/end of the longer side; centre offsets rounded as
+    ``crop_rounding``). Disable ``flip`` for classes whose meaning depends on
     left/right (e.g. "moving left" vs "moving right", clockwise vs counter-clockwise rotation).
     """
 
@@ -114,8 +145,17 @@ class VideoTransform:
     training: bool
     flip: bool = True
     num_crops: int = 1
+    resize: tuple[int, int] | None = None
+    crop_rounding: CropRounding = "floor"
 
     def __post_init__(self) -> None:
+        centre_offset(0, 0, self.crop_rounding)  # names a bad rounding now, not at the first clip
+        if self.resize is not None:
+            if self.training:
+                raise ValueError("a fixed resize is a test transform's (training jitters the short side)")
+            if len(self.resize) != 2 or min(self.resize) < self.crop:
+                raise ValueError(f"resize must be (height, width), both >= the crop {self.crop}, got "
+                                 f"{self.resize}")
         low, high = self.short_side
         if not 1 <= low <= high:
             raise ValueError(f"short_side must be (low, high) with 1 <= low <= high, got {self.short_side}")
@@ -133,15 +173,15 @@ class VideoTransform:
         clip = to_float_clip(video)
         low, high = self.short_side
         size = int(torch.randint(low, high + 1, (1,), generator=generator)) if self.training else low
-        clip = short_side_resize(clip, size)
+        clip = short_side_resize(clip, size) if self.resize is None else resize_frames(clip, self.resize)
         if self.training:
             clip = random_crop(clip, self.crop, generator)
             if self.flip and float(torch.rand((), generator=generator)) < 0.5:
                 clip = horizontal_flip(clip)
         elif self.num_crops == 3:
-            clip = three_crop(clip, self.crop, crop_index)
+            clip = three_crop(clip, self.crop, crop_index, self.crop_rounding)
         else:
-            clip = center_crop(clip, self.crop)
+            clip = center_crop(clip, self.crop, self.crop_rounding)
         return normalize(clip.contiguous(), self.mean, self.std)
 
 
@@ -184,18 +224,29 @@ def eval_transform(
     std: Sequence[float] | None = None,
     short_side: int | None = None,
     num_crops: int = 1,
+    resize: tuple[int, int] | None = None,
+    crop_rounding: CropRounding | None = None,
 ) -> VideoTransform:
-    """Test pipeline: short side to ``short_side``, then 1 centre crop or 3 crops. The short side defaults
-    to the config's ``test_short_side`` (unless ``crop`` changes its test crop), else the crop size."""
+    """Test pipeline: short side to ``short_side`` (or every frame to ``resize`` = (height, width)), then 1
+    centre crop or 3 crops. Unless ``crop`` changes the config's test crop or ``short_side`` is given, the
+    config's recipe applies: its ``test_resize``, else its ``test_short_side``, else the crop size. The
+    centre offset is rounded as ``crop_rounding`` (default: the config's, else floor)."""
     keeps_crop = config is not None and (crop is None or int(crop) == config.test_crop)
+    recipe = keeps_crop and short_side is None and resize is None
     configured = config.test_short_side if keeps_crop else None  # type: ignore[union-attr]
+    if recipe and config.test_resize is not None:  # type: ignore[union-attr]
+        resize = config.test_resize  # type: ignore[union-attr]
     crop = int(_pick("crop", crop, config, "test_crop"))
     short = int(short_side if short_side is not None else configured if configured is not None else crop)
+    if crop_rounding is None:
+        crop_rounding = config.crop_rounding if config is not None else "floor"
     return VideoTransform(
         crop=crop,
         mean=tuple(_pick("mean", mean, config, "mean")),
         std=tuple(_pick("std", std, config, "std")),
-        short_side=(short, short),
+        short_side=(short, short),  # unused under a fixed resize
         training=False,
         num_crops=num_crops,
+        resize=None if resize is None else (int(resize[0]), int(resize[1])),
+        crop_rounding=crop_rounding,
     )

@@ -127,7 +127,7 @@ def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> torch.T
     last_index = -1
     with _open_stream(path) as (container, stream):
         last_frame = None
-        converter = _RGBConverter()
+        converter = RGBConverter()
         for index, frame in enumerate(container.decode(stream)):
             if wanted is None or index in wanted:
                 decoded[index] = converter(frame)
@@ -147,12 +147,12 @@ def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> torch.T
 def iter_frames(path: PathLike) -> Iterator[torch.Tensor]:
     """Yield the frames of a video one by one as ``(H, W, 3)`` uint8 tensors (for streaming inference)."""
     with _open_stream(path) as (container, stream):
-        converter = _RGBConverter()
+        converter = RGBConverter()
         for frame in container.decode(stream):
             yield torch.from_numpy(converter(frame))
 
 
-class _RGBConverter:
+class RGBConverter:
     """Decoded frames to upright RGB arrays of the first frame's size."""
 
     def __init__(self) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,7 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
+from cozoo import distributed
 from cozoo.continual import to_continual
 from cozoo.continual.convert import check_pool_window
 from cozoo.data.kinetics import CorruptVideoWarning, KineticsDataset, read_annotations
@@ -230,7 +233,7 @@ def _with_clip_settings(config: ModelConfig, recipe: FinetuneConfig) -> ModelCon
     return dataclasses.replace(
         config, frames=clips.frames, sampling_rate=clips.sampling_rate, train_crop=clips.train_crop,
         test_crop=clips.test_crop, mean=clips.mean, std=clips.std, test_short_side=clips.test_short_side,
-        target_fps=clips.target_fps,
+        target_fps=clips.target_fps, test_resize=clips.test_resize,
     )
 
 
@@ -333,7 +336,9 @@ def predict_videos(
     """Softmax averaged over each video's views: ``batches`` yield ``(clips, labels, video_indices)``.
 
     Returns ``(probs (V, C), targets (V,))``. Views with video index -1 (a dataset's stand-ins for views it
-    could not decode) are left out; a video left with no view gets target -1 (see `evaluated`).
+    could not decode) are left out; a video left with no view gets target -1 (see `evaluated`). Under
+    torchrun each process passes its share of the views (`cozoo.distributed.ShardSampler`): the sums are
+    gathered, so every process returns the whole result.
     """
     sums = torch.zeros(num_videos, num_classes, dtype=torch.float64)
     counts = torch.zeros(num_videos, dtype=torch.float64)
@@ -348,6 +353,9 @@ def predict_videos(
         sums.index_add_(0, videos, probs)
         counts.index_add_(0, videos, torch.ones(len(videos), dtype=torch.float64))
         targets[videos] = labels
+    distributed.all_reduce(sums)
+    distributed.all_reduce(counts)
+    distributed.all_reduce(targets, "max")
     return (sums / counts.clamp_min(1)[:, None]).float(), targets
 
 
@@ -374,18 +382,24 @@ def predict_streams(
     num_classes: int,
     device: torch.device | str = "cpu",
     target_fps: float | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Step ``continual`` through each ``(path, label)`` video (by time with ``target_fps``, see
     `VideoStreamer`); per video, the softmax of the last
     prediction and the mean softmax over all predictions. Returns ``last``, ``mean`` (V, C), ``targets``
     (V,) and ``padded_videos`` (videos shorter than the warm-up). A video that fails to decode part-way
-    gets target -1 (see `evaluated`)."""
+    gets target -1 (see `evaluated`). Under torchrun each process streams its share of the videos
+    (`cozoo.distributed.shard`) and the results are gathered. ``progress``: a bar on standard error."""
     streamer = VideoStreamer(continual, transform, sampling_rate, device, target_fps=target_fps)
     last = torch.zeros(len(videos), num_classes)
     mean = torch.zeros(len(videos), num_classes)
-    targets = torch.tensor([label for _, label in videos], dtype=torch.long)
+    labels = torch.tensor([label for _, label in videos], dtype=torch.long)
+    targets = torch.full_like(labels, -1)  # filled in by the process that streams the video
     padded = 0
-    for row, (path, _) in enumerate(videos):
+    shard = distributed.shard(range(len(videos)))
+    for row in tqdm(shard, unit="video", desc="stream", leave=False, file=sys.stderr, disable=not progress):
+        path = videos[row][0]
+        targets[row] = labels[row]
         try:
             predictions = stream_video_to_end(streamer, path)
         except (FileNotFoundError, VideoDecodeError):
@@ -396,7 +410,11 @@ def predict_streams(
         if stacked.shape[1] != num_classes:
             raise ValueError(f"the model has {stacked.shape[1]} outputs, expected {num_classes} classes")
         last[row], mean[row] = stacked[-1], stacked.mean(dim=0)
-    return {"last": last, "mean": mean, "targets": targets, "padded_videos": padded}
+    counts = distributed.all_reduce(torch.tensor([padded]))
+    for gathered in (last, mean):
+        distributed.all_reduce(gathered)
+    distributed.all_reduce(targets, "max")
+    return {"last": last, "mean": mean, "targets": targets, "padded_videos": int(counts[0])}
 
 
 def co3d_step(continual: nn.Module, frame_delay: int = 0) -> int:
@@ -449,13 +467,19 @@ def evaluate(
     num_workers: int = 0,
     device: torch.device | str = "cpu",
     out_dir: PathLike | None = None,
+    progress: bool = False,
     frame_delay: int = 0,
 ) -> dict[str, Any]:
     """Evaluate ``loaded`` on the videos of ``annotations`` under ``modes``; returns the metrics dict.
 
     ``crop`` overrides the test crop (and short side); ``sampling_rate`` the streaming frame step (default:
     the model's clip sampling rate); ``frame_delay`` is Co3D's ``forward_frame_delay`` for ``co3d`` (see
-    `co3d_step`). With ``out_dir``, writes ``metrics.json`` and one ``confusion_<result>.png`` per result.
+    `co3d_step`). With ``out_dir``, writes ``metrics.json`` and one ``confusion_<result>.png`` per result
+    there (rank 0 only). ``progress``: a bar per protocol on standard error.
+
+    Under torchrun (inside `cozoo.distributed.session`) every process probes the videos, scores its share
+    of them and gathers the rest: the metrics are those of one process (``seconds`` aside; sums of softmax
+    scores may differ in the last float bits).
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
@@ -487,23 +511,34 @@ def evaluate(
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
 
-    def run_views(ds: KineticsDataset) -> tuple[torch.Tensor, torch.Tensor]:
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-        return predict_videos(model, loader, len(ds.videos), loaded.num_classes, device)
+    def run_views(
+        ds: KineticsDataset, what: str, net: nn.Module = model
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        loader = DataLoader(ds, batch_size=batch_size, sampler=distributed.ShardSampler(len(ds)),
+                            num_workers=num_workers)
+        batches = tqdm(loader, total=len(loader), unit="batch", desc=what, leave=False, file=sys.stderr,
+                       disable=not progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = predict_videos(net, batches, len(ds.videos), loaded.num_classes, device)
+        _warn_once_per_video(caught, told_short)
+        told_short.update(_short_videos(caught))
+        return result
 
     def scored(what: str, probs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
         probs, targets, dropped = evaluated(probs, targets, what)
         return {**score(probs, targets), "undecodable_videos": dropped}
 
+    told_short: set[str] = set()  # videos the clip protocols found shorter than declared (warned once)
     if "clip" in modes:
         start = time.perf_counter()
-        results["clip"] = {**scored("clip", *run_views(dataset)), "clips": 1, "crops": 1}
+        results["clip"] = {**scored("clip", *run_views(dataset, "clip")), "clips": 1, "crops": 1}
         seconds["clip"] = time.perf_counter() - start
     if "multiview" in modes:
         start = time.perf_counter()
         views = build_dataset(kept, video_root, training=False, probe=False, num_clips=num_clips,
                               num_crops=num_crops, **common)
-        results["multiview"] = {**scored("multiview", *run_views(views)), "clips": num_clips,
+        results["multiview"] = {**scored("multiview", *run_views(views, "multiview")), "clips": num_clips,
                                 "crops": num_crops}
         seconds["multiview"] = time.perf_counter() - start
     if "stream" in modes:
@@ -511,8 +546,11 @@ def evaluate(
         rate = config.sampling_rate if sampling_rate is None else sampling_rate
         continual = loaded.continual().to(device)
         videos = [(path, label_map[record.label]) for record, path in dataset.videos]
-        out = predict_streams(continual, videos, frame_transform(config, crop), rate, loaded.num_classes,
-                              device, target_fps=config.target_fps)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = predict_streams(continual, videos, frame_transform(config, crop), rate, loaded.num_classes,
+                                  device, target_fps=config.target_fps, progress=progress)
+        _warn_once_per_video(caught, told_short)
         facts = {"sampling_rate": rate, "target_fps": config.target_fps, "pool_window": loaded.pool_window,
                  "first_output_step": int(continual.first_output), "padded_videos": out["padded_videos"]}
         results["stream_last"] = {**scored("stream", out["last"], out["targets"]), **facts}
@@ -527,10 +565,8 @@ def evaluate(
         rate = config.sampling_rate if sampling_rate is None else sampling_rate
         clips = build_dataset(kept, video_root, training=False, probe=False, frames=step + 1,
                               sampling_rate=rate, **common)
-        loader = DataLoader(clips, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-        probs, targets = predict_videos(PaddedLastStep(continual), loader, len(clips.videos),
-                                        loaded.num_classes, device)
-        results["co3d"] = {**scored("co3d", probs, targets), "clips": 1, "crops": 1, "frames": step + 1,
+        views = run_views(clips, "co3d", PaddedLastStep(continual))
+        results["co3d"] = {**scored("co3d", *views), "clips": 1, "crops": 1, "frames": step + 1,
                            "scored_step": step, "warmup": "padded", "sampling_rate": rate,
                            "pool_window": loaded.pool_window}
         seconds["co3d"] = time.perf_counter() - start
@@ -552,9 +588,27 @@ def evaluate(
         "results": results,
         "seconds": seconds,
     }
-    if out_dir is not None:
+    if out_dir is not None and distributed.current().main:
         write_report(metrics, out_dir)
     return metrics
+
+
+def _short_videos(caught: Sequence[warnings.WarningMessage]) -> set[str]:
+    """Paths of the videos a `CorruptVideoWarning` of ``caught`` reports as shorter than declared."""
+    return {str(w.message).split("'")[1] for w in caught
+            if issubclass(w.category, CorruptVideoWarning) and str(w.message).startswith("'")}
+
+
+def _warn_once_per_video(caught: Sequence[warnings.WarningMessage], told: set[str]) -> None:
+    """Re-issue ``caught``, each message once, leaving out the short-video warnings of videos in ``told``
+    (the clip protocols and the stream protocol each notice a truncated file: say it once)."""
+    seen: set[str] = set()
+    for w in caught:
+        text = str(w.message)
+        if text in seen or _short_videos([w]) & told:
+            continue
+        seen.add(text)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def write_report(metrics: Mapping[str, Any], out_dir: PathLike) -> list[Path]:

@@ -69,10 +69,11 @@ class FramePrediction:
 
     frame_index: int
     step: int
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     first_frame: int
     clip_first: int
     clip_last: int
+    features: torch.Tensor | None = None  # a features stream's (``VideoStreamer(features=True)``)
 
     @property
     def last_frame(self) -> int:
@@ -84,12 +85,14 @@ class FramePrediction:
 
     @property
     def probs(self) -> torch.Tensor:
+        if self.logits is None:
+            raise ValueError("a features stream has no class scores")
         return self.logits.float().softmax(dim=-1)
 
 
 class VideoStreamer:
     """Steps a continual model through frames (replayed as CUDA graphs with ``cuda_graphs``, see
-    `Stream`); counts what it decoded and fed.
+    `Stream`; pooled features instead of logits with ``features``); counts what it decoded and fed.
 
     ``frames_read``: frames taken from the input; ``steps``: frames fed to the model (every
     ``sampling_rate``-th); ``padded``: extra repeats of the last frame fed by `pad_until_output`.
@@ -106,6 +109,7 @@ class VideoStreamer:
         cuda_graphs: bool = False,
         target_fps: float | None = None,
         warmup: str = "valid",
+        features: bool = False,
     ) -> None:
         if sampling_rate < 1:
             raise ValueError(f"sampling_rate must be >= 1, got {sampling_rate}")
@@ -117,7 +121,7 @@ class VideoStreamer:
         self.transform = transform
         self.sampling_rate = sampling_rate
         self.device = torch.device(device)
-        self.stream = Stream(model, cuda_graphs=cuda_graphs, warmup=warmup)
+        self.stream = Stream(model, cuda_graphs=cuda_graphs, features=features, warmup=warmup)
         self.frames_read = 0
         self.steps = 0
         self.padded = 0
@@ -147,8 +151,10 @@ class VideoStreamer:
         # Padded steps extend the timeline past the last real frame: stamps stop at that frame.
         first, clip_first, clip_last = (min(self.video_frame(step), frame_index)
                                         for step in (out.first_frame, out.clip_first, out.clip_last))
-        logits = out.logits[0].cpu()
-        return FramePrediction(frame_index, out.frame_index, logits, first, clip_first, clip_last)
+        stamps = (first, clip_first, clip_last)
+        if out.logits is None:
+            return FramePrediction(frame_index, out.frame_index, None, *stamps, out.features[0].cpu())  # type: ignore[index]
+        return FramePrediction(frame_index, out.frame_index, out.logits[0].cpu(), *stamps)
 
     def feed(self, frames: Iterable[torch.Tensor], fps: float | None = None) -> Iterator[FramePrediction]:
         """Push decoded ``(H, W, 3)`` uint8 frames (of a video at ``fps``, used with ``target_fps``); yield a
@@ -190,15 +196,7 @@ class VideoStreamer:
         return video_frame_at(step * self.sampling_rate, self.fps, self.target_fps)  # type: ignore[arg-type]
 
     def _steps_at(self, index: int) -> int:
-        """How many model steps take video frame ``index``: the instants ``k * sampling_rate / target_fps``
-        (k = 0, 1, ...) at which it is on screen, or every ``sampling_rate``-th frame by index."""
-        if not self.by_time:
-            return int(index % self.sampling_rate == 0)
-        step = self.frames_per_step
-        # step k takes frame floor(k * step) (`video_frame`, with `video_frame_at`'s tolerance)
-        first = math.ceil((index - 1e-6) / step)
-        end = math.ceil((index + 1 - 1e-6) / step)
-        return max(end - first, 0)
+        return steps_at_frame(index, self.sampling_rate, self.fps, self.target_fps)
 
     def pad_until_output(self) -> FramePrediction | None:
         """Repeat the last fed frame until the model's first prediction (for videos shorter than the
@@ -212,6 +210,19 @@ class VideoStreamer:
             if prediction is not None:
                 return prediction
         return None
+
+
+def steps_at_frame(index: int, sampling_rate: int, fps: float | None, target_fps: float | None) -> int:
+    """How many model steps take video frame ``index`` (of a video at ``fps``): the instants
+    ``k * sampling_rate / target_fps`` (k = 0, 1, ...) at which it is on screen, or every
+    ``sampling_rate``-th frame by index (`cozoo.data.samplers.samples_by_time` decides which)."""
+    if not samples_by_time(fps, target_fps):
+        return int(index % sampling_rate == 0)
+    step = sampling_rate * fps / target_fps  # type: ignore[operator]
+    # step k takes frame floor(k * step) (`VideoStreamer.video_frame`, with `video_frame_at`'s tolerance)
+    first = math.ceil((index - 1e-6) / step)
+    end = math.ceil((index + 1 - 1e-6) / step)
+    return max(end - first, 0)
 
 
 def stream_video(streamer: VideoStreamer, path: PathLike) -> Iterator[FramePrediction]:

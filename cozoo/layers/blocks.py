@@ -7,8 +7,11 @@ so a model built only from these converts without extra code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class Residual(nn.Module):
@@ -29,6 +32,40 @@ class Residual(nn.Module):
 
 class GlobalAvgPool3d(nn.Module):
     """Mean over time and space, keeping a (N, C, 1, 1, 1) shape."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3, 4), keepdim=True)
+
+
+class WindowAvgPool3d(nn.Module):
+    """Average over every ``window`` = (T, H, W) box at stride 1: PyTorchVideo's head pool, whose window is
+    sized for the training clip and crop. `WindowMean` later averages the boxes' outputs.
+
+    ``T=None`` pools the whole clip in time: the registered models' choice, equal to PyTorchVideo's window at
+    their clip length and what a PyTorchVideo model built for another clip length would do. A dimension
+    shorter than its window is pooled whole (PyTorchVideo would refuse it), so at the training size and
+    below this is the global average pool.
+    """
+
+    def __init__(self, window: tuple[int | None, int, int]) -> None:
+        super().__init__()
+        if len(window) != 3 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1
+                                   for w in window if w is not None) or None in window[1:]:
+            raise ValueError(f"window must be (T or None, H, W) of positive ints, got {window!r}")
+        self.window = tuple(window)
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sizes = x.shape[2:]
+        kernel = [size if w is None else min(w, size) for w, size in zip(self.window, sizes, strict=True)]
+        return F.avg_pool3d(x, kernel, stride=1)
+
+
+class WindowMean(nn.Module):
+    """Mean over the positions (T, H, W) of `WindowAvgPool3d`'s boxes, keeping a (N, C, 1, 1, 1) shape:
+    PyTorchVideo's ``output_pool``, after whatever the head computes per box."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=(2, 3, 4), keepdim=True)
@@ -88,7 +125,12 @@ class PerFrame(nn.Module):
         self.module = module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.map_frames(self.module, x)
+
+    @staticmethod
+    def map_frames(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``fn`` applied to every frame of ``x`` (N, C, T, H, W), outputs stacked on dim 2."""
         n, c, t, h, w = x.shape
-        y = self.module(x.transpose(1, 2).reshape(n * t, c, h, w))
+        y = fn(x.transpose(1, 2).reshape(n * t, c, h, w))
         y = y.reshape(n, t, *y.shape[1:])
         return y.transpose(1, 2)

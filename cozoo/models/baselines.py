@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, PerFrame
+from cozoo.layers.heads import VideoClassifier
 from cozoo.layers.recurrent import FrameLSTM
 from cozoo.models.registry import ModelConfig, register_model
 
@@ -66,15 +67,9 @@ def _trunk(widths: Sequence[int], first_frames: int = 1) -> nn.Sequential:
 def _pooled_classifier(
     trunk: nn.Sequential, features: int, num_classes: int, dropout: float
 ) -> nn.Sequential:
-    return nn.Sequential(
-        OrderedDict(
-            trunk=trunk,
-            pool=GlobalAvgPool3d(),
-            flatten=Flatten(),
-            dropout=nn.Dropout(dropout),
-            fc=nn.Linear(features, num_classes),
-        )
-    )
+    layers = OrderedDict(trunk=trunk, pool=GlobalAvgPool3d(), flatten=Flatten(), dropout=nn.Dropout(dropout),
+                         fc=nn.Linear(features, num_classes))
+    return VideoClassifier(layers, head_start="pool", classifier_name="fc")
 
 
 def late_fusion(
@@ -114,7 +109,8 @@ def cnn_lstm(
         layers["head"] = PerFrame(nn.Sequential(classifier))
     else:
         layers.update(dropout=classifier["dropout"], flatten=classifier["flatten"], fc=classifier["fc"])
-    return nn.Sequential(layers)
+    classifier_name = "head.module.fc" if many_to_many else "fc"
+    return VideoClassifier(layers, head_start="pool", classifier_name=classifier_name)
 
 
 _BASELINES = (

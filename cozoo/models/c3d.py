@@ -17,6 +17,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cozoo.layers.blocks import Flatten
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.registry import ModelConfig, register_model
 
 # (name, output channels, pool after it: None or (kernel, padding))
@@ -52,7 +53,7 @@ def c3d(num_classes: int = 487, dropout: float = 0.5) -> nn.Sequential:
     layers["relu7"] = nn.ReLU()
     layers["drop7"] = nn.Dropout(dropout)
     layers["fc8"] = nn.Linear(4096, num_classes)
-    return nn.Sequential(layers)
+    return VideoClassifier(layers, head_start="flatten", classifier_name="fc8")
 
 
 register_model(
@@ -64,7 +65,9 @@ register_model(
         sampling_rate=1,
         train_crop=112,
         test_crop=112,
-        test_short_side=128,  # frames resized to 128x171, then the centre 112x112 crop
+        # The port's recipe (predict.py): every frame resized to 112x200, columns 44:156 (the centre crop).
+        test_resize=(112, 200),
+        crop_rounding="floor",
         num_classes=487,
         # The port feeds raw 0-255 RGB values: (x / 255 - 0) / (1 / 255) = x.
         mean=(0.0, 0.0, 0.0),
@@ -72,7 +75,8 @@ register_model(
         dataset="sports1m",
         description=(
             "C3D (Tran et al. 2015), Sports-1M (487 classes), weights of the common PyTorch port "
-            "(c3d.pickle). Input: 16 consecutive frames, 112x112 centre crop of frames resized to 128x171, "
+            "(c3d.pickle). Input: 16 consecutive frames resized to 112x200, columns 44:156 (the port's "
+            "recipe), "
             "RGB in raw 0-255 (the port's own demo subtracts no mean; the original Caffe model subtracted "
             "a Sports-1M mean clip, which is not reproduced here). Only 16x112x112 clips fit fc6."
         ),

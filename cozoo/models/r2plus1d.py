@@ -20,6 +20,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cozoo.layers.blocks import Residual
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.registry import ModelConfig, register_model
 from cozoo.models.resnet3d import classifier_head, conv2plus1d
 
@@ -60,15 +61,17 @@ def r2plus1d_18(num_classes: int = 400, dropout: float = 0.0) -> nn.Sequential:
                                                       basic_block(dim_out, dim_out))))
         dim_in = dim_out
     layers.append(("head", classifier_head(dim_in, num_classes, dropout)))
-    return nn.Sequential(OrderedDict(layers))
+    return VideoClassifier(OrderedDict(layers), head_start="head.pool", classifier_name="head.fc")
 
 
-# torchvision trained on 16 consecutive frames of videos resampled to 15 fps (every 2nd frame at 30 fps),
-# resized to 128x171 and centre-cropped to 112. The 8-frame config is the Co3D benchmark's shorter clip.
+# torchvision's recipe (references/video_classification): videos resampled to 15 fps, clips of consecutive
+# frames on that timeline, every frame resized to 128x171 (aspect not kept), centre crop 112 with its
+# offset rounded half to even (torchvision's center_crop). The 8-frame config is the Co3D benchmark's clip.
 for _name, _frames in (("r2plus1d_18", 16), ("r2plus1d_18_8f", 8)):
     register_model(ModelConfig(
-        name=_name, family="r2plus1d", builder=r2plus1d_18, frames=_frames, sampling_rate=2, train_crop=112,
+        name=_name, family="r2plus1d", builder=r2plus1d_18, frames=_frames, sampling_rate=1, train_crop=112,
         test_crop=112, mean=TORCHVISION_MEAN, std=TORCHVISION_STD,
-        description=f"R(2+1)D-18 (torchvision r2plus1d_18), {_frames} frames, resize 128x171, crop 112",
-        test_short_side=128,
+        description=f"R(2+1)D-18 (torchvision r2plus1d_18), {_frames} frames at 15 fps, resize 128x171, "
+                    "crop 112",
+        test_short_side=128, test_resize=(128, 171), crop_rounding="round", target_fps=15.0,
     ))

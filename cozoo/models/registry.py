@@ -43,6 +43,12 @@ class ModelConfig:
     test_short_side: int | None = None
     # Clips sampled by time on a timeline at this frame rate (None: by frame index, whatever the rate).
     target_fps: float | None = None
+    # Every test frame resized to (height, width) before the crop, aspect ratio not kept (torchvision's
+    # recipe); None: short side to ``test_short_side``.
+    test_resize: tuple[int, int] | None = None
+    # How the centre crop's offset is rounded on odd margins (`cozoo.data.transforms.CropRounding`):
+    # "ceil" is PySlowFast/PyTorchVideo's uniform_crop, "round" torchvision's center_crop.
+    crop_rounding: str = "ceil"
 
     @property
     def continual(self) -> bool:

@@ -24,7 +24,8 @@ from typing import Literal
 
 from torch import nn
 
-from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual
+from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual, WindowAvgPool3d, WindowMean
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.registry import ModelConfig, register_model
 
 ConvB = Literal["3d", "2plus1d"]
@@ -148,10 +149,17 @@ def res_stage(
     ))
 
 
-def classifier_head(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
-    """Global average pool over (T, H, W), dropout, flatten, linear -> logits."""
+def classifier_head(
+    in_features: int, num_classes: int, dropout: float, window: tuple[int | None, int, int] | None = None
+) -> nn.Sequential:
+    """Average pool over (T, H, W), dropout, flatten, linear -> logits. The pool is global, or with
+    ``window`` the mean of the averages over every (T, H, W) box at stride 1 (PyTorchVideo's head pool,
+    sized for the training clip and crop; its per-box fc then average equals this, fc being linear)."""
+    pool: nn.Module = GlobalAvgPool3d()
+    if window is not None:
+        pool = nn.Sequential(OrderedDict(window=WindowAvgPool3d(window), mean=WindowMean()))
     return nn.Sequential(OrderedDict([
-        ("pool", GlobalAvgPool3d()),
+        ("pool", pool),
         ("dropout", nn.Dropout(dropout)),
         ("flatten", Flatten()),
         ("fc", nn.Linear(in_features, num_classes)),
@@ -171,8 +179,10 @@ def create_resnet3d(
     depths: Sequence[int] = R50_DEPTHS,
     stem_width: int = 64,
     dropout: float = 0.5,
+    head_window: tuple[int | None, int, int] | None = None,
 ) -> nn.Sequential:
-    """A bottleneck 3D ResNet; per-stage arguments are sequences of four (one per stage)."""
+    """A bottleneck 3D ResNet; per-stage arguments are sequences of four (one per stage). ``head_window``:
+    see `classifier_head`."""
     for arg_name, value in (("conv_a_temporal_kernels", conv_a_temporal_kernels), ("depths", depths),
                             ("temporal_strides", temporal_strides), ("spatial_strides", spatial_strides)):
         if len(value) != 4:
@@ -188,27 +198,38 @@ def create_resnet3d(
         if i == 0 and stage1_pool:
             layers.append(("stage1_pool", nn.MaxPool3d(kernel_size=(2, 1, 1), stride=(2, 1, 1))))
         dim_in, dim_inner = dim_inner * 4, dim_inner * 2
-    layers.append(("head", classifier_head(dim_in, num_classes, dropout)))
-    return nn.Sequential(OrderedDict(layers))
+    layers.append(("head", classifier_head(dim_in, num_classes, dropout, head_window)))
+    return VideoClassifier(OrderedDict(layers), head_start="head.pool", classifier_name="head.fc")
 
 
-def i3d_r50(num_classes: int = 400, dropout: float = 0.5) -> nn.Sequential:
+# PyTorchVideo's hub head pools: (T, 7, 7) for the 224 px training crop, T the clip length at the head
+# (None here: the whole clip, which is T at the registered clip length).
+Window = tuple[int | None, int, int] | None
+
+
+def i3d_r50(
+    num_classes: int = 400, dropout: float = 0.5, head_window: Window = (None, 7, 7)
+) -> nn.Sequential:
     """I3D-R50 (PyTorchVideo ``i3d_r50``): 5x7x7 stem, temporal max-pool after stage 1, 28.04M params."""
     return create_resnet3d(
         num_classes=num_classes, stem_temporal_kernel=5, stage1_pool=True,
-        conv_a_temporal_kernels=((3,), (3, 1), (3, 1), (1, 3)), dropout=dropout,
+        conv_a_temporal_kernels=((3,), (3, 1), (3, 1), (1, 3)), dropout=dropout, head_window=head_window,
     )
 
 
-def slow_r50(num_classes: int = 400, dropout: float = 0.5) -> nn.Sequential:
+def slow_r50(
+    num_classes: int = 400, dropout: float = 0.5, head_window: Window = (None, 7, 7)
+) -> nn.Sequential:
     """Slow-R50 (PyTorchVideo ``slow_r50``): 1x7x7 stem, temporal convs in stages 3-4, 32.45M params."""
     return create_resnet3d(
         num_classes=num_classes, stem_temporal_kernel=1,
-        conv_a_temporal_kernels=((1,), (1,), (3,), (3,)), dropout=dropout,
+        conv_a_temporal_kernels=((1,), (1,), (3,), (3,)), dropout=dropout, head_window=head_window,
     )
 
 
-def r2plus1d_r50(num_classes: int = 400, dropout: float = 0.5) -> nn.Sequential:
+def r2plus1d_r50(
+    num_classes: int = 400, dropout: float = 0.5, head_window: Window = (None, 7, 7)
+) -> nn.Sequential:
     """R(2+1)D-R50 (PyTorchVideo ``r2plus1d_r50``): no stem pool, (2+1)D conv_b, 28.11M params.
 
     Spatial stride 2 in every stage, temporal stride 2 in stages 3 and 4 (on ``conv_b.conv_t``).
@@ -216,19 +237,22 @@ def r2plus1d_r50(num_classes: int = 400, dropout: float = 0.5) -> nn.Sequential:
     return create_resnet3d(
         num_classes=num_classes, stem_temporal_kernel=1, stem_pool=False, conv_b="2plus1d",
         conv_a_temporal_kernels=((1,), (1,), (1,), (1,)), temporal_strides=(1, 1, 2, 2),
-        spatial_strides=(2, 2, 2, 2), dropout=dropout,
+        spatial_strides=(2, 2, 2, 2), dropout=dropout, head_window=head_window,
     )
 
 
 register_model(ModelConfig(
-    name="i3d_r50", family="resnet3d", builder=i3d_r50, frames=8, sampling_rate=8, train_crop=224,
+    name="i3d_r50", family="resnet3d", target_fps=30.0,
+    builder=i3d_r50, frames=8, sampling_rate=8, train_crop=224,
     test_crop=256, description="I3D ResNet-50, 8x8 (PyTorchVideo I3D_8x8_R50)",
 ))
 register_model(ModelConfig(
-    name="slow_r50", family="resnet3d", builder=slow_r50, frames=8, sampling_rate=8, train_crop=224,
+    name="slow_r50", family="resnet3d", target_fps=30.0,
+    builder=slow_r50, frames=8, sampling_rate=8, train_crop=224,
     test_crop=256, description="Slow-only ResNet-50, 8x8 (PyTorchVideo SLOW_8x8_R50)",
 ))
 register_model(ModelConfig(
-    name="r2plus1d_r50", family="resnet3d", builder=r2plus1d_r50, frames=16, sampling_rate=4, train_crop=224,
+    name="r2plus1d_r50", family="resnet3d", target_fps=30.0,
+    builder=r2plus1d_r50, frames=16, sampling_rate=4, train_crop=224,
     test_crop=256, description="R(2+1)D ResNet-50, 16x4 (PyTorchVideo R2PLUS1D_16x4_R50)",
 ))

@@ -11,9 +11,11 @@ The model is an ``nn.Sequential`` with named children::
                          dropout, flatten=Flatten, fc=Linear)
 
 Slow stages take (1, 1, 3, 3) as conv_a temporal kernels, fast stages 3 everywhere; all temporal strides
-are 1. Input: a clip (N, 3, T_fast, H, W), whose slow pathway is the uniformly subsampled frames
-``x[:, :, ::alpha]`` (frames 0, alpha, 2 alpha, ...; PyTorchVideo's ``PackPathway`` transform instead
-picks ``linspace(0, T - 1, T // alpha)``, which is not uniform), or an explicit list ``[slow, fast]``.
+are 1. Input: a clip (N, 3, T_fast, H, W) or an explicit list ``[slow, fast]``. From a clip the slow
+pathway takes, by default, the publisher's frames ``linspace(0, T - 1, T // alpha)`` truncated
+(PySlowFast's ``pack_pathway_output`` and PyTorchVideo's ``PackPathway``: [0, 4, 8, 13, 17, 22, 26, 31]
+for 32 frames and alpha 4); ``slow_frames="stride"`` takes ``x[:, :, ::alpha]`` instead, the only choice a
+stream has (the continual model's, see `cozoo.continual.multipath.CoSplitPathways`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cozoo.layers.blocks import Flatten, GlobalAvgPool3d
-from cozoo.layers.pathways import ConcatPathways, FuseFastToSlow, Pathways, SplitPathways
+from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, WindowAvgPool3d, WindowMean
+from cozoo.layers.heads import VideoClassifier
+from cozoo.layers.pathways import ConcatPathways, FuseFastToSlow, Pathways, SlowFrames, SplitPathways
 from cozoo.models.registry import ModelConfig, register_model
 from cozoo.models.resnet3d import R50_DEPTHS, make_stem, res_stage
+
+Windows = tuple[tuple[int | None, int, int], tuple[int | None, int, int]]
 
 
 def _fuse(fast_channels: int, ratio: int, kernel: int, alpha: int) -> FuseFastToSlow:
@@ -42,12 +47,20 @@ def create_slowfast(
     fusion_kernel: int = 7,
     fusion_ratio: int = 2,
     dropout: float = 0.5,
+    slow_frames: SlowFrames = "linspace",
+    head_windows: Windows | None = None,
 ) -> nn.Sequential:
-    """SlowFast-R50: fast pathway ``beta_inv`` times thinner and ``alpha`` times denser in time."""
+    """SlowFast-R50: fast pathway ``beta_inv`` times thinner and ``alpha`` times denser in time.
+
+    ``slow_frames``: how the slow pathway's frames are picked from a clip (see `SplitPathways`).
+    ``head_windows``: (T, H, W) average-pool windows of the slow and fast head pools, whose outputs are
+    averaged (PyTorchVideo's head, windows sized for the training clip and crop; see
+    `cozoo.layers.blocks.WindowAvgPool3d`); None pools globally.
+    """
     slow_width = 64
     fast_width = slow_width // beta_inv
     layers: list[tuple[str, nn.Module]] = [
-        ("pathways", SplitPathways(alpha)),
+        ("pathways", SplitPathways(alpha, slow_frames)),
         ("stem", Pathways([make_stem(3, slow_width, 1), make_stem(3, fast_width, 5)])),
         ("fuse0", _fuse(fast_width, fusion_ratio, fusion_kernel, alpha)),
     ]
@@ -64,33 +77,41 @@ def create_slowfast(
         if i < len(R50_DEPTHS) - 1:
             layers.append((f"fuse{i + 1}", _fuse(dim_out // beta_inv, fusion_ratio, fusion_kernel, alpha)))
         dim_in, dim_inner = dim_out, dim_inner * 2
+    pools: list[nn.Module] = [GlobalAvgPool3d(), GlobalAvgPool3d()]
+    if head_windows is not None:
+        pools = [nn.Sequential(OrderedDict(window=WindowAvgPool3d(w), mean=WindowMean()))
+                 for w in head_windows]
     layers.append(("head", nn.Sequential(OrderedDict([
-        ("pool", Pathways([GlobalAvgPool3d(), GlobalAvgPool3d()])),
+        ("pool", Pathways(pools)),
         ("concat", ConcatPathways()),
         ("dropout", nn.Dropout(dropout)),
         ("flatten", Flatten()),
         ("fc", nn.Linear(dim_in + dim_in // beta_inv, num_classes)),
     ]))))
-    return nn.Sequential(OrderedDict(layers))
+    return VideoClassifier(OrderedDict(layers), head_start="head.pool", classifier_name="head.fc")
 
 
-def slowfast_r50(num_classes: int = 400, dropout: float = 0.5) -> nn.Sequential:
+def slowfast_r50(num_classes: int = 400, dropout: float = 0.5, slow_frames: SlowFrames = "linspace",
+                 head_windows: Windows | None = ((None, 7, 7), (None, 7, 7))) -> nn.Sequential:
     """SlowFast-R50 8x8 (PyTorchVideo ``slowfast_r50``): alpha 4, fusion kernel 7, 34.57M params."""
-    return create_slowfast(num_classes=num_classes, alpha=4, fusion_kernel=7, dropout=dropout)
+    return create_slowfast(num_classes=num_classes, alpha=4, fusion_kernel=7, dropout=dropout,
+                           slow_frames=slow_frames, head_windows=head_windows)
 
 
-def slowfast_r50_4x16(num_classes: int = 400, dropout: float = 0.5) -> nn.Sequential:
+def slowfast_r50_4x16(num_classes: int = 400, dropout: float = 0.5, slow_frames: SlowFrames = "linspace",
+                      head_windows: Windows | None = ((None, 7, 7), (None, 7, 7))) -> nn.Sequential:
     """SlowFast-R50 4x16 (SLOWFAST_4x16_R50): alpha 8, fusion kernel 5, 34.48M params."""
-    return create_slowfast(num_classes=num_classes, alpha=8, fusion_kernel=5, dropout=dropout)
+    return create_slowfast(num_classes=num_classes, alpha=8, fusion_kernel=5, dropout=dropout,
+                           slow_frames=slow_frames, head_windows=head_windows)
 
 
 register_model(ModelConfig(
     name="slowfast_r50", family="slowfast", builder=slowfast_r50, frames=32, sampling_rate=2, train_crop=224,
-    test_crop=256, description="SlowFast ResNet-50 8x8: 32 fast frames at rate 2, slow = every 4th "
-                               "(PyTorchVideo SLOWFAST_8x8_R50)",
+    test_crop=256, target_fps=30.0, description="SlowFast ResNet-50 8x8: 32 fast frames at rate 2 (30 fps "
+    "timeline), slow = 8 of them by linspace (PyTorchVideo SLOWFAST_8x8_R50)",
 ))
 register_model(ModelConfig(
     name="slowfast_r50_4x16", family="slowfast", builder=slowfast_r50_4x16, frames=32, sampling_rate=2,
-    train_crop=224, test_crop=256, description="SlowFast ResNet-50 4x16: 32 fast frames at rate 2, slow = "
-                                               "every 8th (PyTorchVideo SLOWFAST_4x16_R50)",
+    train_crop=224, test_crop=256, target_fps=30.0, description="SlowFast ResNet-50 4x16: 32 fast frames at "
+    "rate 2 (30 fps timeline), slow = 4 of them by linspace (PyTorchVideo SLOWFAST_4x16_R50)",
 ))

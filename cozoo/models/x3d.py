@@ -11,9 +11,12 @@ The model is a plain ``nn.Sequential`` with children ``stem``, ``stage1`` .. ``s
 - ``head``: ``conv5`` (1x1x1) ``bn5`` ``relu5`` ``pool`` (GlobalAvgPool3d) ``lin5`` (1x1x1 to 2048, no bias)
   ``relu_lin5`` ``dropout`` ``flatten`` ``fc``.
 
-PyTorchVideo's head pools with a fixed kernel sized for the training crop and averages softmax scores;
-here the pool is global and the output is logits. Both agree exactly when the final feature map equals that
-kernel (e.g. the training crop); at larger test crops PyTorchVideo averages several pooled windows instead.
+PyTorchVideo's head pools with a fixed window sized for the training clip and crop, (T, ceil(crop / 32),
+ceil(crop / 32)), at stride 1, runs lin5/ReLU/fc on every window and averages the windows' outputs. The
+registered configs do the same (``head_window``: ``pool`` is a `blocks.WindowAvgPool3d` and ``window_mean``
+a `blocks.WindowMean` after ``relu_lin5``), so at the test crop (182 for X3D-S: a 6x6 map, 4 windows of
+5x5) the logits are PyTorchVideo's with ``head_activation=None``; its hub default averages the windows'
+softmax instead (same top-1 whenever the windows agree). ``head_window=None`` pools globally.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cozoo.layers.blocks import Flatten, GlobalAvgPool3d, Residual, SqueezeExcitation
+from cozoo.layers.blocks import (
+    Flatten,
+    GlobalAvgPool3d,
+    Residual,
+    SqueezeExcitation,
+    WindowAvgPool3d,
+    WindowMean,
+)
+from cozoo.layers.heads import VideoClassifier
 from cozoo.models.registry import ModelConfig, register_model
 
 STAGE_DEPTHS = (1, 2, 5, 3)
@@ -96,8 +107,12 @@ def x3d(
     se_ratio: float = 0.0625,
     head_width: int = 2048,
     dropout: float = 0.5,
+    head_window: tuple[int | None, int, int] | None = None,
 ) -> nn.Sequential:
-    """Build an X3D network; the defaults with ``depth_factor`` 2.2 give X3D-XS/S/M, 5.0 gives X3D-L."""
+    """Build an X3D network; the defaults with ``depth_factor`` 2.2 give X3D-XS/S/M, 5.0 gives X3D-L.
+
+    ``head_window``: (T, H, W) window of the head pool, whose outputs after lin5/ReLU are averaged
+    (PyTorchVideo's head); None pools globally."""
     if width_factor <= 0 or depth_factor <= 0:
         raise ValueError(f"width_factor and depth_factor must be positive, got {width_factor}/{depth_factor}")
     stem_out = round_width(stem_width, width_factor)
@@ -126,20 +141,19 @@ def x3d(
         )
         dim_in = dim_out
 
-    modules["head"] = nn.Sequential(
-        OrderedDict(
-            conv5=nn.Conv3d(dim_out, dim_inner, 1, bias=False),
-            bn5=_bn(dim_inner),
-            relu5=nn.ReLU(),
-            pool=GlobalAvgPool3d(),
-            lin5=nn.Conv3d(dim_inner, head_width, 1, bias=False),
-            relu_lin5=nn.ReLU(),
-            dropout=nn.Dropout(dropout),
-            flatten=Flatten(),
-            fc=nn.Linear(head_width, num_classes),
-        )
+    head: OrderedDict[str, nn.Module] = OrderedDict(
+        conv5=nn.Conv3d(dim_out, dim_inner, 1, bias=False),
+        bn5=_bn(dim_inner),
+        relu5=nn.ReLU(),
+        pool=GlobalAvgPool3d() if head_window is None else WindowAvgPool3d(head_window),
+        lin5=nn.Conv3d(dim_inner, head_width, 1, bias=False),
+        relu_lin5=nn.ReLU(),
     )
-    return nn.Sequential(modules)
+    if head_window is not None:
+        head["window_mean"] = WindowMean()
+    head.update(dropout=nn.Dropout(dropout), flatten=Flatten(), fc=nn.Linear(head_width, num_classes))
+    modules["head"] = nn.Sequential(head)
+    return VideoClassifier(modules, head_start="head.pool", classifier_name="head.fc")
 
 
 _VARIANTS = (
@@ -160,10 +174,12 @@ for _name, _frames, _rate, _train, _test, _depth in _VARIANTS:
             sampling_rate=_rate,
             train_crop=_train,
             test_crop=_test,
-            builder_kwargs={"depth_factor": _depth},
+            builder_kwargs={"depth_factor": _depth, "head_window": (None, *(2 * (-(-_train // 32),)))},
+            target_fps=30.0,
             description=(
                 f"X3D-{_name[4:].upper()} (Feichtenhofer 2020), PyTorchVideo layout, Kinetics-400; "
-                f"{_frames} frames every {_rate}, RGB/255 normalised with mean 0.45, std 0.225."
+                f"{_frames} frames every {_rate} (30 fps timeline), RGB/255 normalised with mean 0.45, std "
+                f"0.225; head windows sized for the {_train} px training crop, averaged."
             ),
         )
     )

@@ -79,11 +79,21 @@ class DataSection:
     mean: list[float] | None = None
     std: list[float] | None = None
     flip: bool | None = None  # None: on for real videos, off for synthetic ones (see `flip_enabled`)
-    target_fps: float | None = None  # sample clips by time on this timeline (None: by frame index)
+    target_fps: float | None = None  # sample clips by time on this timeline (None: the model's rule)
+    # Sample by frame index whatever the model's rule; None: only for synthetic videos (made at one rate).
+    sample_by_index: bool | None = None
     batch_size: int = 8
     val_batch_size: int | None = None
     val_clips: int = 1
     num_workers: int = 0
+
+    @property
+    def by_index(self) -> bool:
+        """Clips sampled by frame index: ``sample_by_index``, or by default for synthetic videos without a
+        ``target_fps``."""
+        if self.sample_by_index is None:
+            return self.synthetic is not None and self.target_fps is None
+        return self.sample_by_index
 
     @property
     def flip_enabled(self) -> bool:
@@ -111,7 +121,10 @@ class OptimSection:
 @dataclass
 class TrainSection:
     """``amp``: float16 autocast, only on CUDA. ``checkpoint_every_steps``: also checkpoint mid-epoch.
-    ``continual_eval``: after training, stream every validation video through the continual model."""
+    ``continual_eval``: after training, stream every validation video through the continual model.
+    ``sync_bn``: under torchrun, BatchNorm statistics over the whole batch of all processes
+    (``nn.SyncBatchNorm``, CUDA only) instead of each process's share. ``grad_checkpointing``: recompute
+    activations in the backward pass (`cozoo.layers.heads.VideoClassifier.set_grad_checkpointing`)."""
 
     epochs: int = 10
     device: str = "auto"
@@ -121,6 +134,8 @@ class TrainSection:
     checkpoint_every_steps: int = 0
     continual_eval: bool = True
     progress: bool = True
+    sync_bn: bool = False
+    grad_checkpointing: bool = False
 
 
 @dataclass

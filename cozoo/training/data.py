@@ -7,6 +7,7 @@ augmentation of an item (clip start, scale, crop, flip, replacement of a corrupt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from cozoo.data import (
     select_subset,
 )
 from cozoo.data.kinetics import build_label_map
+from cozoo.data.transforms import CropRounding
 from cozoo.models.registry import ModelConfig
 from cozoo.training.config import DataSection, FinetuneConfig
 
@@ -44,16 +46,19 @@ class Clips:
     std: tuple[float, ...]
     test_short_side: int | None = None  # None: the test crop
     target_fps: float | None = None  # None: clips sampled by frame index
+    test_resize: tuple[int, int] | None = None  # every test frame to (height, width); None: short side
+    crop_rounding: CropRounding = "floor"  # of the centre crop's offset (the model's recipe)
 
 
 def clip_settings(data: DataSection, model: ModelConfig) -> Clips:
     """The data section's clip settings, each falling back to the model config's value (the model's test
-    short side only while its test crop is kept)."""
+    short side, or fixed test resize, only while its test crop is kept and no short side is set)."""
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
 
     test_crop = int(pick(data.test_crop, model.test_crop))
     model_short = model.test_short_side if test_crop == model.test_crop else None
+    keeps_resize = test_crop == model.test_crop and data.test_short_side is None
     return Clips(
         frames=int(pick(data.frames, model.frames)),
         sampling_rate=int(pick(data.sampling_rate, model.sampling_rate)),
@@ -62,16 +67,28 @@ def clip_settings(data: DataSection, model: ModelConfig) -> Clips:
         mean=tuple(pick(data.mean, model.mean)),
         std=tuple(pick(data.std, model.std)),
         test_short_side=pick(data.test_short_side, model_short),
-        target_fps=pick(data.target_fps, model.target_fps),
+        target_fps=None if data.by_index else pick(data.target_fps, model.target_fps),
+        test_resize=model.test_resize if keeps_resize else None,
+        crop_rounding=model.crop_rounding,  # type: ignore[arg-type]
     )
+
+
+def point_at_synthetic(config: FinetuneConfig) -> Path:
+    """Point the data section at the synthetic dataset's files, generated or not (so that a resumed run's
+    config can be checked before anything is generated); returns the dataset's folder."""
+    data = config.data
+    root = Path(data.root or Path(config.output_dir) / "data")
+    data.root, data.train_csv, data.val_csv = str(root), str(root / "train.csv"), str(root / "val.csv")
+    data.video_root = str(root / "videos")
+    return root
 
 
 def prepare_synthetic(config: FinetuneConfig) -> None:
     """Generate the synthetic dataset (once; kept if the same parameters were used) and point the data
     section at it."""
-    data, synthetic = config.data, config.data.synthetic
+    synthetic = config.data.synthetic
     assert synthetic is not None
-    root = Path(data.root or Path(config.output_dir) / "data")
+    root = point_at_synthetic(config)
     stamp = root / "synthetic.json"
     params = json.dumps(vars(synthetic), sort_keys=True)
     if not (stamp.is_file() and stamp.read_text(encoding="utf-8") == params):
@@ -81,8 +98,6 @@ def prepare_synthetic(config: FinetuneConfig) -> None:
         )
         stamp.write_text(params, encoding="utf-8")
         assert paths.train_csv == root / "train.csv"
-    data.root, data.train_csv, data.val_csv = str(root), str(root / "train.csv"), str(root / "val.csv")
-    data.video_root = str(root / "videos")
 
 
 def select_records(data: DataSection) -> tuple[list[VideoRecord], list[VideoRecord], dict[str, int]]:
@@ -111,7 +126,9 @@ def build_datasets(
     """Training clips (random start, scale, crop, optional flip) and validation views (probed up front,
     items carry their video index for per-video accuracy)."""
     assert data.video_root
-    common = dict(config=model, frames=clips.frames, sampling_rate=clips.sampling_rate, mean=clips.mean,
+    # the config carries the clips' timeline: build_dataset reads a None target_fps as "the config's"
+    timed = dataclasses.replace(model, target_fps=clips.target_fps)
+    common = dict(config=timed, frames=clips.frames, sampling_rate=clips.sampling_rate, mean=clips.mean,
                   std=clips.std, label_map=label_map, target_fps=clips.target_fps)
     short = tuple(data.train_short_side) if data.train_short_side else None
     try:
@@ -120,7 +137,8 @@ def build_datasets(
                                   flip=data.flip_enabled, short_side=short, **common)  # type: ignore[arg-type]
         split = "validation"
         val_set = build_dataset(val, data.video_root, training=False, crop=clips.test_crop,
-                                short_side=clips.test_short_side, num_clips=data.val_clips,
+                                short_side=clips.test_short_side, resize=clips.test_resize,
+                                num_clips=data.val_clips,
                                 return_video_index=True, **common)  # type: ignore[arg-type]
     except RuntimeError as error:  # e.g. no usable videos: say which set
         raise RuntimeError(f"{split} set: {error}") from None
@@ -157,10 +175,18 @@ class EpochSeeded(Dataset):
 
 class ResumableSampler(Sampler):
     """Yields ``(epoch, index)`` keys of one epoch in a permutation drawn from ``(seed, epoch)``, starting
-    at position ``start`` (to resume an epoch part-way). Set both with `set_epoch` before iterating."""
+    at position ``start`` (to resume an epoch part-way). Set both with `set_epoch` before iterating.
 
-    def __init__(self, size: int, seed: int) -> None:
+    The order is global: it is cut into batches of ``batch_size`` (the recipe's, whatever the number of
+    processes; a last partial batch is dropped), and rank ``r`` of ``world_size`` processes takes slice
+    ``r`` of each, so the processes together see the same samples at every step as one process does.
+    """
+
+    def __init__(self, size: int, seed: int, batch_size: int = 1, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"the batch size {batch_size} does not split evenly over {world_size} processes")
         self.size, self.seed = size, seed
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -170,21 +196,30 @@ class ResumableSampler(Sampler):
         generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
         return torch.randperm(self.size, generator=generator).tolist()
 
+    def _mine(self) -> list[int]:
+        order = self.order()[self.start:]
+        order = order[: len(order) // self.batch_size * self.batch_size]
+        share = self.batch_size // self.world_size
+        return [index for begin in range(0, len(order), self.batch_size)
+                for index in order[begin + self.rank * share: begin + (self.rank + 1) * share]]
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(self.epoch, index) for index in self.order()[self.start:]])
+        return iter([(self.epoch, index) for index in self._mine()])
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return (self.size - self.start) // self.batch_size * (self.batch_size // self.world_size)
 
 
-def train_loader(dataset: KineticsDataset, data: DataSection, seed: int, pin_memory: bool) -> DataLoader:
-    """Batches of ``data.batch_size`` clips (the last partial batch is dropped) in resumable order."""
+def train_loader(dataset: KineticsDataset, data: DataSection, seed: int, pin_memory: bool,
+                 rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Batches of ``data.batch_size`` clips (the last partial batch is dropped) in resumable order; with
+    ``world_size`` processes, this rank's ``batch_size / world_size`` clips of each (`ResumableSampler`)."""
     if len(dataset) < data.batch_size:
         raise ValueError(f"{len(dataset)} training videos are fewer than one batch ({data.batch_size})")
     return DataLoader(
         EpochSeeded(dataset, seed),
-        batch_size=data.batch_size,
-        sampler=ResumableSampler(len(dataset), seed),
+        batch_size=data.batch_size // world_size,
+        sampler=ResumableSampler(len(dataset), seed, data.batch_size, rank, world_size),
         drop_last=True,
         num_workers=data.num_workers,
         persistent_workers=data.num_workers > 0,
@@ -193,10 +228,13 @@ def train_loader(dataset: KineticsDataset, data: DataSection, seed: int, pin_mem
     )
 
 
-def val_loader(dataset: KineticsDataset, data: DataSection, pin_memory: bool) -> DataLoader:
+def val_loader(dataset: KineticsDataset, data: DataSection, pin_memory: bool,
+               sampler: Sampler | None = None) -> DataLoader:
+    """Validation views in order (``sampler``: e.g. this rank's share, `cozoo.distributed.ShardSampler`)."""
     return DataLoader(
         dataset,
         batch_size=data.val_batch_size or data.batch_size,
+        sampler=sampler,
         shuffle=False,
         num_workers=data.num_workers,
         persistent_workers=data.num_workers > 0,

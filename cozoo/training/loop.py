@@ -11,6 +11,17 @@ scaler and random states are restored, and the data order and augmentations are 
 same weights as an uninterrupted one (bitwise on CPU). A run killed between checkpoints replays the
 steps since the last one. ``metrics.jsonl`` is rewritten from the checkpoint, so it never holds records
 of steps that were lost.
+
+Under ``torchrun`` (see `cozoo.distributed`) the model is wrapped in DistributedDataParallel. The recipe's
+``data.batch_size`` is the global batch: each of W processes takes its slice of every global batch of the
+same global order (`ResumableSampler`) and DDP averages the gradients, so a step sees the same samples and,
+up to float rounding, the same gradient as one process, whatever W. Not equal across W: BatchNorm in
+training mode normalises each process's share with that share's statistics (``train.sync_bn`` on CUDA uses
+the whole batch's; frozen BatchNorm layers use their running statistics), running statistics are rank 0's
+(DDP broadcasts them), and dropout masks are drawn per process. Only rank 0 writes files (checkpoints,
+metrics, subset, config); every rank reads ``last.pt`` to resume. Resuming with the same W continues
+exactly (every rank's random state is saved); with another W it continues the same global order and
+schedule, with fresh per-process random states for ranks > 0 (not bitwise: the reduction order changes).
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -29,9 +41,11 @@ import torch
 import yaml
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from cozoo import distributed
 from cozoo.data import save_subset
 from cozoo.factory import create_model, get_config
 from cozoo.training.checkpoint import (
@@ -44,18 +58,23 @@ from cozoo.training.checkpoint import (
     write_text_atomic,
 )
 from cozoo.training.config import ConfigError, FinetuneConfig
-from cozoo.training.continual_check import build_continual, streaming_accuracy
+from cozoo.training.continual_check import StreamingResult, build_continual, streaming_accuracy
 from cozoo.training.data import (
     build_datasets,
     clip_settings,
+    derived_seed,
+    point_at_synthetic,
     prepare_synthetic,
     select_records,
     train_loader,
     val_loader,
 )
 
-#: Settings that may change when resuming (they do not affect the result).
-RESUME_MUTABLE = ("data.num_workers", "train.progress", "train.device")
+#: Settings that may change when resuming (they do not affect the result beyond float rounding;
+#: ``output_dir``: a run folder that was moved or is named from another working directory resumes where its
+#: checkpoint is).
+RESUME_MUTABLE = ("data.num_workers", "train.progress", "train.device", "train.grad_checkpointing",
+                  "output_dir")
 
 
 @dataclass
@@ -131,10 +150,12 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _effective(config: dict[str, Any]) -> dict[str, Any]:
-    """Flattened, with ``data.flip`` as applied (`DataSection.flip_enabled`), so a run saved when the
-    default was written out resumes under a recipe that leaves it unset."""
-    flat = _flatten(config)
-    flat["data.flip"] = FinetuneConfig.from_dict(config, validate=False).data.flip_enabled
+    """Flattened with every default filled in (a run saved before a setting existed resumes), and
+    ``data.flip`` as applied (`DataSection.flip_enabled`), so a run saved when the default was written out
+    resumes under a recipe that leaves it unset."""
+    parsed = FinetuneConfig.from_dict(config, validate=False)
+    flat = _flatten(parsed.as_dict())
+    flat["data.flip"] = parsed.data.flip_enabled
     return flat
 
 
@@ -158,12 +179,11 @@ def _check_builder_arguments(name: str, kwargs: dict[str, Any]) -> None:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available")
-    return device
+    """``train.device``; under torchrun each process takes the GPU of its local rank."""
+    try:
+        return distributed.device_for(name, distributed.from_env())
+    except ValueError as error:
+        raise ConfigError(f"train.device: {error}") from None
 
 
 class Trainer:
@@ -171,13 +191,23 @@ class Trainer:
 
     def __init__(self, config: FinetuneConfig, resume: bool) -> None:
         self.config = config
+        self.dist = distributed.current()
         self.out = Path(config.output_dir)
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         state = self._load_or_refuse(resume)
-        if config.data.synthetic is not None:
-            prepare_synthetic(config)
-        if state is not None:
+        if state is not None:  # before generating any video: a refused resume costs nothing
+            if config.data.synthetic is not None:
+                point_at_synthetic(config)
             _check_resumable(state["config"], config.as_dict())
+        if config.data.batch_size % self.dist.world_size:
+            raise ConfigError(f"data.batch_size ({config.data.batch_size}) is the global batch: it must be a "
+                              f"multiple of the number of processes ({self.dist.world_size})")
+        if config.data.synthetic is not None:
+            if self.dist.main:  # generated once, by rank 0; the others then only point at it
+                prepare_synthetic(config)
+            distributed.barrier()
+            if not self.dist.main:
+                prepare_synthetic(config)
         self.model_config = get_config(config.model.name)
         if self.model_config.continual:
             raise ConfigError(f"model.name {config.model.name!r} is continual: fine-tune its regular source "
@@ -189,15 +219,25 @@ class Trainer:
         self.train_set, self.val_set = build_datasets(
             config.data, self.model_config, self.clips, train_records, val_records, self.label_map)
         self.device = _device(config.train.device)
+        if config.train.sync_bn and self.dist.enabled and self.device.type != "cuda":
+            raise ConfigError("train.sync_bn needs CUDA devices (torch's SyncBatchNorm does not run on CPU)")
         self.amp = config.train.amp and self.device.type == "cuda"
         pin = self.device.type == "cuda"
-        self.train_loader = train_loader(self.train_set, config.data, config.seed, pin)
-        self.val_loader = val_loader(self.val_set, config.data, pin)
+        self.train_loader = train_loader(self.train_set, config.data, config.seed, pin, self.dist.rank,
+                                         self.dist.world_size)
+        self.val_loader = val_loader(self.val_set, config.data, pin,
+                                     distributed.ShardSampler(len(self.val_set), self.dist))
         self.steps_per_epoch = len(self.train_set) // config.data.batch_size
 
         _check_builder_arguments(config.model.name, config.model.kwargs)
         self.model = create_model(config.model.name, pretrained=config.model.pretrained,
                                   num_classes=len(self.label_map), **config.model.kwargs).to(self.device)
+        if config.train.grad_checkpointing:
+            if not hasattr(self.model, "set_grad_checkpointing"):
+                raise ConfigError(f"train.grad_checkpointing: {config.model.name} does not support it")
+            self.model.set_grad_checkpointing(True)
+        if config.train.sync_bn and self.dist.enabled:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.frozen = freeze(self.model, config.model.freeze)
         self.frozen_norms = _frozen_norms(self.model)
         self.optimizer = self._optimizer()
@@ -212,8 +252,16 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         if state is not None:
             self._restore(state)
-        save_subset(self.out, [record for record, _ in self.train_set.videos], self.label_map)  # trained on
-        write_text_atomic(self.out / "config.yaml", yaml.safe_dump(config.as_dict(), sort_keys=False))
+        elif self.dist.rank:  # dropout etc.: each process draws its own
+            torch.manual_seed(derived_seed(config.seed, self.dist.rank))
+        self.net: nn.Module = self.model
+        if self.dist.enabled:  # broadcasts rank 0's weights; averages gradients in backward
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.dist.main:
+            trained_on = [record for record, _ in self.train_set.videos]
+            save_subset(self.out, trained_on, self.label_map)
+            write_text_atomic(self.out / "config.yaml", yaml.safe_dump(config.as_dict(), sort_keys=False))
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _load_or_refuse(self, resume: bool) -> dict[str, Any] | None:
@@ -246,9 +294,18 @@ class Trainer:
         self.progress = Progress(**state["progress"])
         self.best_val_acc = state["best_val_acc"]
         self.metrics = list(state["metrics"])
-        set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        if len(ranks) == self.dist.world_size:
+            set_rng_state(ranks[self.dist.rank])
+        else:  # another number of processes: rank 0 continues rank 0's states, the others start afresh
+            set_rng_state(state["rng"])
+            if self.dist.rank:
+                torch.manual_seed(derived_seed(self.config.seed, self.dist.rank, self.progress.global_step))
 
     def _state(self) -> dict[str, Any]:
+        """The checkpoint (a collective under torchrun: every rank's random state is gathered)."""
+        rng = get_rng_state()
+        ranks = distributed.gather_objects(rng)
         return {
             "format": FORMAT,
             "model_name": self.config.model.name,
@@ -257,12 +314,19 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.amp else {},
             "progress": vars(self.progress).copy(),
-            "rng": get_rng_state(),
+            "rng": rng,
+            **({"rng_ranks": ranks} if self.dist.enabled else {}),
             "config": self.config.as_dict(),
             "label_map": self.label_map,
             "best_val_acc": self.best_val_acc,
             "metrics": self.metrics,
         }
+
+    def _save(self, path: Path) -> None:
+        """Every rank takes part (`_state`); rank 0 writes."""
+        state = self._state()
+        if self.dist.main:
+            save_atomic(state, path)
 
     # -- training ----------------------------------------------------------------------------------------
     def _autocast(self) -> Any:
@@ -280,10 +344,15 @@ class Trainer:
         clips = clips.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         with self._autocast():
-            logits = self.model(clips)
+            logits = self.net(clips)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.config.train.label_smoothing)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {self.progress.global_step}; "
+        # Sums over the global batch (all processes), so progress and metrics do not depend on their number.
+        hits = (logits.argmax(1) == labels).sum().double()
+        stats = torch.stack([loss.detach().double() * len(labels), hits,
+                             torch.tensor(float(len(labels)), dtype=torch.float64, device=loss.device)])
+        loss_sum, correct, seen = distributed.all_reduce(stats).tolist()
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(f"loss is {loss_sum / seen} at step {self.progress.global_step}; "
                                      "lower optim.lr or set train.clip_grad_norm")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -296,9 +365,9 @@ class Trainer:
         p = self.progress
         p.step_in_epoch += 1
         p.global_step += 1
-        p.loss_sum += loss.item() * len(labels)
-        p.correct += int((logits.argmax(1) == labels).sum())
-        p.seen += len(labels)
+        p.loss_sum += loss_sum
+        p.correct += int(correct)
+        p.seen += int(seen)
 
     def train_epoch(self, on_step: Callable[[Progress], None] | None) -> dict[str, float]:
         p, epochs = self.progress, self.config.train.epochs
@@ -308,14 +377,15 @@ class Trainer:
         every = self.config.train.checkpoint_every_steps
         start, seen_before = time.perf_counter(), p.seen
         bar = tqdm(self.train_loader, total=self.steps_per_epoch, initial=p.step_in_epoch, unit="batch",
-                   desc=f"epoch {p.epoch + 1}/{epochs}", disable=not self.config.train.progress, leave=False)
+                   desc=f"epoch {p.epoch + 1}/{epochs}", leave=False, file=sys.stderr,
+                   disable=not (self.config.train.progress and self.dist.main))
         for clips, labels in bar:
             self._step(clips, labels)
             rate = (p.seen - seen_before) / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix(loss=f"{p.loss_sum / p.seen:.3f}", acc=f"{p.correct / p.seen:.3f}",
                             clips_s=f"{rate:.1f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
             if every and p.global_step % every == 0 and p.step_in_epoch < self.steps_per_epoch:
-                save_atomic(self._state(), self.last_path)
+                self._save(self.last_path)
             if on_step is not None:
                 on_step(p)
         bar.close()
@@ -326,21 +396,27 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, loader: DataLoader | None = None) -> dict[str, float]:
         """Clip-mode validation: loss per view, accuracy per video (softmax averaged over its views).
-        Videos none of whose views decoded are left out (``val_videos`` counts the rest)."""
+        Videos none of whose views decoded are left out (``val_videos`` counts the rest). Under torchrun
+        each process scores its share of the views and the sums are gathered."""
         self.model.eval()
         loader = loader or self.val_loader
-        scores = torch.zeros(len(self.val_set.videos), len(self.label_map))
+        scores = torch.zeros(len(self.val_set.videos), len(self.label_map), dtype=torch.float64)
         targets = torch.full((len(self.val_set.videos),), -1, dtype=torch.long)
-        loss_sum, views = 0.0, 0
-        for clips, labels, index in loader:
+        totals = torch.zeros(2, dtype=torch.float64)  # loss sum, views
+        bar = tqdm(loader, total=len(loader), unit="batch", desc="validation", leave=False, file=sys.stderr,
+                   disable=not (self.config.train.progress and self.dist.main))
+        for clips, labels, index in bar:
             real = index >= 0  # -1: a stand-in for a view that failed to decode
             with self._autocast():
                 logits = self.model(clips.to(self.device)).float().cpu()[real]
             labels, index = labels[real], index[real]
-            loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
-            views += len(labels)
-            scores.index_add_(0, index, logits.softmax(1))
+            totals += torch.tensor([float(F.cross_entropy(logits, labels, reduction="sum")), len(labels)],
+                                   dtype=torch.float64)
+            scores.index_add_(0, index, logits.softmax(1).double())
             targets[index] = labels
+        distributed.all_reduce(scores)
+        distributed.all_reduce(targets, "max")
+        loss_sum, views = distributed.all_reduce(totals).tolist()
         scored = targets >= 0
         videos = int(scored.sum())
         if not videos:
@@ -360,10 +436,10 @@ class Trainer:
             p.epoch, p.step_in_epoch, p.loss_sum, p.correct, p.seen = p.epoch + 1, 0, 0.0, 0, 0
             if record["best"]:
                 self.best_val_acc = val["val_acc"]
-                save_atomic(self._state(), self.best_path)
-            save_atomic(self._state(), self.last_path)
+                self._save(self.best_path)
+            self._save(self.last_path)
             self._write_metrics()
-            if self.config.train.progress:
+            if self.config.train.progress and self.dist.main:
                 tqdm.write(f"epoch {record['epoch']}/{epochs}: loss {train['train_loss']:.4f} "
                            f"acc {train['train_acc']:.3f} | val loss {val['val_loss']:.4f} "
                            f"acc {val['val_acc']:.3f} | {train['clips_per_s']:.1f} clips/s")
@@ -376,12 +452,18 @@ class Trainer:
         cfg, clips = self.config, self.clips
         model = build_continual(cfg.model.name, len(self.label_map), cfg.model.kwargs, clips.frames,
                                 self.model.state_dict())
-        result = streaming_accuracy(model, self.val_set, clips.sampling_rate, clips.test_crop, clips.mean,
-                                    clips.std, clips.test_short_side, self.device, clips.target_fps)
+        share = streaming_accuracy(model, self.val_set, clips.sampling_rate, clips.test_crop, clips.mean,
+                                   clips.std, clips.test_short_side, self.device, clips.target_fps,
+                                   videos=distributed.shard(self.val_set.videos, self.dist),
+                                   resize=clips.test_resize, crop_rounding=clips.crop_rounding,
+                                   progress=cfg.train.progress and self.dist.main)
+        result = StreamingResult.combine(distributed.gather_objects(share))
         return {"event": "continual_eval", "epoch": self.progress.epoch, "weights": "last",
                 "pool_window": clips.frames, "clip_val_acc": self.metrics[-1]["val_acc"], **result.as_dict()}
 
     def _write_metrics(self, extra: dict[str, Any] | None = None) -> None:
+        if not self.dist.main:
+            return
         lines = [json.dumps(record) for record in self.metrics + ([extra] if extra else [])]
         write_text_atomic(self.out / "metrics.jsonl", "".join(f"{line}\n" for line in lines))
 
@@ -391,8 +473,8 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune ``config.model`` on ``config.data`` (see the module docstring). ``on_step`` is called after
     every optimizer step (an exception raised there stops the run, as a kill would). The caller's random
-    states are left untouched."""
-    with isolated_rng(config.seed):
+    states are left untouched. Under torchrun, joins the job (`cozoo.distributed.session`) for the run."""
+    with isolated_rng(config.seed), distributed.session(_device(config.train.device)):
         return Trainer(config, resume).fit(on_step)
 
 

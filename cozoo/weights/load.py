@@ -34,11 +34,12 @@ from cozoo.weights.download import (
     WeightsError,
     acquire,
     copy_local,
+    resolve_url,
     sha256_file,
     verify_hash,
     weights_dir,
 )
-from cozoo.weights.manifest import manifest_entry
+from cozoo.weights.manifest import load_manifest, manifest_entry, manifest_names
 
 
 class WeightsFormatError(WeightsError):
@@ -63,8 +64,28 @@ def require_entry(name: str) -> dict[str, Any]:
 
 
 def _unpickler_reason(err: Exception) -> str:
+    """torch's own reason, without its advice to retry with ``weights_only=False`` (never safe here)."""
     match = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
-    return match.group(1).strip() if match else (str(err).strip().splitlines() or [type(err).__name__])[0]
+    if match:
+        return match.group(1).strip()
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()
+             and "weights_only" not in line and not line.startswith("Check the documentation")]
+    return lines[0] if lines else type(err).__name__
+
+
+def _text_kind(path: Path) -> str | None:
+    """"an HTML page" when the file's first bytes say so (what a server sends instead of a missing file)."""
+    with open(path, "rb") as f:
+        start = f.read(512).lstrip().lower()
+    if start.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        return "an HTML page"
+    return None
+
+
+def _blocked_global(err: Exception) -> str | None:
+    """The global (``module.name``) that torch's weights-only unpickler refused, if that is the error."""
+    match = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", str(err))
+    return match.group(1) if match else None
 
 
 def read_checkpoint(
@@ -83,14 +104,23 @@ def read_checkpoint(
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = _unpickler_reason(err)
-        if "Unsupported global" in reason:
+        blocked = _blocked_global(err)
+        if blocked is not None:
             raise WeightsFormatError(
-                f"{what} was refused: it references Python objects other than tensors and plain containers "
-                f"({reason.split(' was not')[0]}); cozoo reads checkpoints with "
-                "torch.load(weights_only=True) and never runs code from them"
-            ) from err
-        raise WeightsFormatError(f"{what} is not a PyTorch checkpoint (unreadable pickle: {reason})") from err
+                f"{what} is unsafe and was refused: its pickle asks to load the Python global {blocked}, "
+                "which a checkpoint of tensors never needs (loading it could run code on this machine). "
+                "cozoo reads checkpoints with torch.load(weights_only=True) and never runs code from them; "
+                "do not load this file with weights_only=False: get the checkpoint from its publisher"
+            ) from None
+        looks_like = _text_kind(path)
+        if looks_like:
+            raise WeightsFormatError(
+                f"{what} is not a PyTorch checkpoint: it is {looks_like} (a download that returned a web "
+                "page, "
+                "e.g. a login, error or redirect page, instead of the file?)") from None
+        reason = _unpickler_reason(err)
+        raise WeightsFormatError(
+            f"{what} is not a PyTorch checkpoint (unreadable pickle: {reason})") from None
     except Exception as err:  # torch.load raises RuntimeError, EOFError, zipfile errors... on garbage
         first = (str(err).strip().splitlines() or [""])[0]
         raise WeightsFormatError(
@@ -157,9 +187,10 @@ def cached_metadata(entry: dict[str, Any]) -> dict[str, str] | None:
     return meta
 
 
-def _install(entry: dict[str, Any], partial: PartialFile, keep_source: bool, what: str) -> Path:
+def _install(entry: dict[str, Any], partial: PartialFile, keep_source: bool, what: str, origin: str) -> Path:
     """Convert a verified file, check it fits the model it was published for (as registered, whatever
-    the caller builds), and move it and its conversion into the cache."""
+    the caller builds), and move it and its conversion into the cache; ``origin`` (where the file came
+    from) is recorded in the converted file's metadata."""
     name = entry["name"]
     config = get_config(name)
     state_dict, _ = read_checkpoint(partial.path, entry["format"], what)
@@ -172,7 +203,7 @@ def _install(entry: dict[str, Any], partial: PartialFile, keep_source: bool, wha
     try:
         # clone: safetensors refuses tensors that share memory, which converters may produce
         save_file({k: v.detach().contiguous().clone() for k, v in converted.items()}, str(tmp),
-                  metadata=_metadata(entry, partial.sha256, partial.size))
+                  metadata={**_metadata(entry, partial.sha256, partial.size), "origin": origin})
         if keep_source:
             os.replace(partial.path, source_path(entry))
         os.replace(tmp, target)
@@ -185,6 +216,8 @@ def _ensure_cached(name: str, url: str | None = None, force: bool = False, progr
                    sha256: str | None = None) -> Path:
     entry = require_entry(name)
     sha256 = _valid_sha256(sha256)
+    if url is not None and not force:
+        refuse_other_models_url(entry, url)
     meta = None if force else cached_metadata(entry)
     if meta is not None:
         _check_pinned(entry, meta["source_sha256"], sha256, "the cached checkpoint")
@@ -196,14 +229,16 @@ def _ensure_cached(name: str, url: str | None = None, force: bool = False, progr
         try:
             verify_hash(entry, digest, str(source))
             partial = PartialFile(source, digest, size)
-            return _install(entry, partial, keep_source=False, what=str(source))
+            return _install(entry, partial, keep_source=False, what=str(source),
+                            origin=f"cached source file {source}")
         except WeightsError:
             source.unlink()  # damaged or wrong: fetch a fresh copy below
     partial = acquire(entry, url=url, progress=progress)
     what = f"the downloaded {entry['source']['filename']}"
+    origin = f"download {url or resolve_url(entry, None) or entry['source'].get('hf')}"
     try:
         verify_hash(entry, partial.sha256, what, expected=sha256)
-        return _install(entry, partial, keep_source=True, what=what)
+        return _install(entry, partial, keep_source=True, what=what, origin=str(origin))
     finally:
         partial.path.unlink(missing_ok=True)
 
@@ -235,12 +270,32 @@ def fetch(name: str, url: str | None = None, force: bool = False, progress: bool
     return _ensure_cached(name, url=url, force=force, progress=progress, sha256=sha256)
 
 
-def import_checkpoint(name: str, path: str | Path, sha256: str | None = None) -> Path:
+def refuse_other_models_file(entry: dict[str, Any], filename: str, what: str) -> None:
+    """Refuse a file named as another model's published checkpoint: same-shaped models (X3D-S and X3D-M,
+    X3D-XS and X3D-S) load each other's weights without a mismatch, so the name is the only clue."""
+    owners = [n for n in manifest_names()
+              if n != entry["name"] and load_manifest()["models"][n]["source"]["filename"] == filename]
+    if owners:
+        raise WeightsError(
+            f"{what}: {filename} is the published checkpoint of {owners[0]!r}, not of {entry['name']!r} "
+            f"(whose file is {entry['source']['filename']}); refused, as same-shaped models load each "
+            "other's weights without any error. If this really is the right file, pass --force (force=True)"
+        )
+
+
+def refuse_other_models_url(entry: dict[str, Any], url: str) -> None:
+    """`refuse_other_models_file` for the file name at the end of ``url``."""
+    refuse_other_models_file(entry, url.split("?")[0].rstrip("/").rsplit("/", 1)[-1], f"--url {url}")
+
+
+def import_checkpoint(name: str, path: str | Path, sha256: str | None = None, force: bool = False) -> Path:
     """Verify and convert a checkpoint file copied by hand (air-gapped machines); returns the converted
-    file's path."""
+    file's path. A file named as another model's published checkpoint is refused unless ``force``."""
     entry = require_entry(name)
     sha256 = _valid_sha256(sha256)
     source, published = Path(path).expanduser(), entry["source"]["filename"]
+    if not force:
+        refuse_other_models_file(entry, source.name, f"importing {path} as {name!r}")
     if source.suffix == ".safetensors":
         raise WeightsFormatError(
             f"{path} is a safetensors file: `weights import` takes the published checkpoint ({published}); "
@@ -249,7 +304,8 @@ def import_checkpoint(name: str, path: str | Path, sha256: str | None = None) ->
     partial = copy_local(source, weights_dir(entry["name"]), published)
     try:
         verify_hash(entry, partial.sha256, str(path), expected=sha256)
-        installed = _install(entry, partial, keep_source=True, what=str(path))
+        installed = _install(entry, partial, keep_source=True, what=str(path),
+                             origin=f"import {source.resolve()}{' (forced)' if force else ''}")
     finally:
         partial.path.unlink(missing_ok=True)
     if source.name != published:

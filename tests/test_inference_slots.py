@@ -1,0 +1,93 @@
+"""The pool's torch-free bookkeeping (ids, rows, phases, validity) and the model-state accessors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import cozoo
+from cozoo.continual.state import StateLayout
+from cozoo.inference.slots import SlotError, SlotTable, emits, next_phase, phase
+
+
+def test_slots_module_imports_without_torch():
+    path = Path(__file__).parents[1] / "cozoo" / "inference" / "slots.py"
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('slots', {str(path)!r})\n"
+        "module = sys.modules['slots'] = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_emits_and_phases_follow_a_lone_streams_schedule():
+    # first output at frame 5, then every 3rd frame (as a lone stream of that schedule gives)
+    assert [n for n in range(15) if emits(n, 5, 3)] == [5, 8, 11, 14]
+    settle, period = 8, 3
+    phases = [phase(n, settle, period) for n in range(16)]
+    assert phases == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 8, 9, 10, 8, 9]
+    assert all(next_phase(phase(n, settle, period), settle, period) == phase(n + 1, settle, period)
+               for n in range(40))
+
+
+def test_slot_table_ids_rows_and_plans():
+    table = SlotTable(3, first_output=2, stride=2, settle=4, period=2)
+    a, b = table.open(), table.open()
+    assert (a, b) == (0, 1) and table.live == [0, 1]
+    plan = table.plan([a])
+    assert plan.zero_rows == (0, 1)  # both opened since the last step
+    assert [(g.phase, g.rows, g.others_live) for g in plan.groups] == [(0, (0,), True)]
+    table.commit(plan)
+    plan = table.plan([a, b])
+    assert plan.zero_rows == ()
+    assert [(g.phase, g.rows) for g in plan.groups] == [(0, (1,)), (1, (0,))]
+    assert plan.frame_index == {0: 1, 1: 0} and plan.valid == {0: False, 1: False}
+    table.commit(plan)
+    for _ in range(3):
+        table.commit(table.plan([a, b]))
+    plan = table.plan([a, b])  # a has seen 5 frames, b 4: phases 5 and 4
+    assert [(g.phase, g.rows, g.others_live) for g in plan.groups] == [(4, (1,), True), (5, (0,), True)]
+    assert plan.valid == {0: False, 1: True}
+    table.commit(plan)
+    table.commit(table.plan([b]))  # now a 6 and b 6
+    plan = table.plan([a, b])
+    assert [(g.phase, g.rows, g.others_live) for g in plan.groups] == [(4, (0, 1), False)]
+    table.close(a)
+    c = table.open()
+    assert c == 2 and table.row(c) == 0  # the free row, a new id
+    table.reset(b)
+    assert table.frames_seen(b) == 0 and table.plan([c]).zero_rows == (0, 1)
+    with pytest.raises(SlotError, match="stream 0 is closed"):
+        table.plan([a])
+    with pytest.raises(SlotError, match="unknown stream id 7"):
+        table.reset(7)
+    with pytest.raises(SlotError, match="given twice"):
+        table.plan([b, b])
+    table.open()
+    with pytest.raises(SlotError, match="the pool is full: all 3 streams"):
+        table.open()
+    with pytest.raises(ValueError, match="capacity must be a positive int"):
+        SlotTable(0, 0, 1, 1, 1)
+
+
+def test_state_layout_counters_and_unknown_state():
+    model = cozoo.to_continual(torch.nn.Sequential(torch.nn.Conv3d(3, 2, 3, stride=(2, 1, 1)))).eval()
+    layout = StateLayout(model)
+    start = layout.counters()
+    with torch.no_grad():
+        for _ in range(3):
+            model.forward_step(torch.randn(2, 3, 6, 6))
+    moved = layout.counters()
+    assert moved != start and [key for key, _, _ in layout.tensors()] == [(1, "_state", -1)]
+    layout.set_counters(start)
+    assert layout.counters() == start
+    layout.check_known_state()
+    model[0].__dict__["_cache"] = torch.zeros(2)
+    with pytest.raises(TypeError, match="CoConv3d keeps tensor state in '_cache'"):
+        layout.check_known_state()
