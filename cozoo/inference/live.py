@@ -240,7 +240,9 @@ class LiveRunner:
                                                           strict=True)]
         record = {"type": "prediction", "source": run.spec.text, "source_index": run.index,
                   "segment": run.segment, "step": prediction.step, "frame": prediction.frame_index,
-                  "centre_frame": prediction.centre_frame, "pts": pts, "centre_pts": centre_pts,
+                  "first_frame": prediction.first_frame, "clip_first": prediction.clip_first,
+                  "clip_last": prediction.clip_last, "centre_frame": prediction.centre_frame, "pts": pts,
+                  "centre_pts": centre_pts,
                   "lag": None if due is None else round(max(time.monotonic() - due, 0.0), 4),
                   "top": [{"label": name, "index": int(i), "prob": round(float(p), 6)}
                           for (name, p), i in zip(run.latest, top.indices.tolist(), strict=True)]}
