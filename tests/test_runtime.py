@@ -93,7 +93,8 @@ def test_runtime_equals_stream_video_for_the_same_weights(tmp_path):
                                       size=(40, 56))
     reference = load_model("coi3d_r50", checkpoint=checkpoint)
     model = fuse_conv_bn(reference.continual())
-    streamer = VideoStreamer(model, frame_transform(reference.config, 32), sampling_rate=1)
+    streamer = VideoStreamer(model, frame_transform(reference.config, 32), sampling_rate=1,
+                             target_fps=reference.config.target_fps)  # the exported metadata's frame rule
     expected = list(stream_video(streamer, video))
     runtime = OnnxVideoStreamer(tmp_path / "coi3d_r50.onnx", threads=1)
     got = list(runtime.stream_video(video))
