@@ -200,8 +200,11 @@ def test_step_log_and_stamp_follow_dropped_frames(model: torch.nn.Module) -> Non
         if out is not None:
             prediction, pts, centre_pts = stamp(out, log)
             stamps.append((prediction.frame_index, prediction.centre_frame, pts, centre_pts))
-    step = model.first_output  # first output after first_output + 1 steps, centred `delay` steps back
-    assert stamps[0] == (fed[step], fed[step - model.delay], fed[step] / 10, fed[step - model.delay] / 10)
+    # the first output comes after first_output + 1 steps; its source clip starts `delay` steps back
+    step, clip = model.first_output, cozoo.continual.timing(model).clip_length
+    first, last = step - model.delay, step - model.delay + clip - 1
+    centre_step = first + (clip - 1) // 2
+    assert stamps[0] == (fed[step], (fed[first] + fed[last]) / 2, fed[step] / 10, fed[centre_step] / 10)
     assert len(stamps) == len(fed) - step
 
 

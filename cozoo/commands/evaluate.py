@@ -12,6 +12,7 @@ from cozoo import distributed
 from cozoo.commands import add_quiet_argument, add_threads_argument, positive_float, positive_int
 from cozoo.data.kinetics import load_label_map
 from cozoo.evaluation.evaluate import (
+    DEFAULT_MODES,
     MODES,
     LoadedModel,
     evaluate,
@@ -20,6 +21,7 @@ from cozoo.evaluation.evaluate import (
     summary_lines,
     write_report,
 )
+from cozoo.factory import get_config
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +60,15 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
     return loaded
 
 
+def _modes(args: argparse.Namespace, loaded: LoadedModel) -> list[str]:
+    """``--modes``, or the modes ``--protocol`` stands for."""
+    if args.protocol is None:
+        return list(args.modes or DEFAULT_MODES)
+    if args.modes:
+        raise ValueError("pass either --modes or --protocol, not both")
+    return ["co3d"] if get_config(args.model).continual else ["clip"]
+
+
 def _eval(args: argparse.Namespace) -> int:
     device = distributed.device_for(args.device, distributed.from_env())
     loaded = load_from_args(args)
@@ -82,7 +93,8 @@ def _evaluate(args: argparse.Namespace, loaded: LoadedModel, device: object) -> 
         args.annotations,
         args.videos,
         split=args.split,
-        modes=args.modes,
+        modes=_modes(args, loaded),
+        frame_delay=args.frame_delay,
         num_clips=args.clips,
         num_crops=args.crops,
         crop=args.crop,
@@ -102,7 +114,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--annotations", required=True, metavar="CSV", help="Kinetics annotation CSV")
     parser.add_argument("--videos", required=True, metavar="DIR", help="folder holding the videos")
     parser.add_argument("--split", help="keep only rows of this split (e.g. val)")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="protocols to run")
+    parser.add_argument("--modes", nargs="+", choices=MODES,
+                        help=f"results to compute (default: {' '.join(DEFAULT_MODES)}); co3d: the Co3D "
+                        "table's continual protocol (one clip stepped from zero padding, one output scored)")
+    parser.add_argument("--protocol", choices=("co3d",),
+                        help="evaluate as the Co3D table did: clip for a regular model, co3d for a continual "
+                        "one (e.g. cozoo eval --model cox3d_s_64 --protocol co3d)")
+    parser.add_argument("--frame-delay", type=int, default=0, metavar="N",
+                        help="co3d: Co3D's forward_frame_delay; the output of step max(delay, N - 1) is "
+                        "scored (default 0: step delay)")
     parser.add_argument("--clips", type=positive_int, default=10,
                         help="clips per video in multiview (default 10)")
     parser.add_argument("--crops", type=int, choices=(1, 3), default=3, help="crops per clip in multiview")
