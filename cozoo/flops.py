@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cozoo.continual.base import ContinualModule
+from cozoo.continual.fastpath import fast_steps
 
 BatchNormCount = Literal["eval", "train"]
 CONVENTION = (
@@ -325,7 +326,14 @@ def _as_float(macs: Counter[str]) -> dict[str, float]:
 
 def _count_steps(model: nn.Module, frame: torch.Tensor, common: dict[str, Any],
                  batchnorm: BatchNormCount) -> FlopCount:
-    """Step past warm-up, then count one period of ``stride`` steps and average."""
+    """Step past warm-up, then count one period of ``stride`` steps and average. The plain step is counted
+    (`fast_steps(False)`): the model as defined, BatchNorms included, like the clip it is compared with."""
+    with fast_steps(False):
+        return _count_plain_steps(model, frame, common, batchnorm)
+
+
+def _count_plain_steps(model: nn.Module, frame: torch.Tensor, common: dict[str, Any],
+                       batchnorm: BatchNormCount) -> FlopCount:
     assert isinstance(model, ContinualModule)
     warmup, period = int(model.first_output), int(model.stride)
     for _ in range(warmup):

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import cozoo
+from cozoo.continual.fastpath import fast_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -272,11 +273,39 @@ def test_compute_ops_leave_out_views_and_allocations_and_see_folded_batchnorms(b
     frame = torch.randn(1, 3, 32, 32)
     counts = []
     with torch.no_grad():
-        for net in (model, fused):
-            for _ in range(net.first_output + 1):
-                net.forward_step(frame)
-            counts.append(measure.count_compute_ops(lambda net=net: net.forward_step(frame)))
+        for net, fast in ((model, False), (fused, False), (model, True)):  # plain step; fast: folded anyway
+            net.reset()
+            with fast_steps(fast):
+                for _ in range(net.first_output + 1):
+                    net.forward_step(frame)
+                counts.append(measure.count_compute_ops(lambda net=net: net.forward_step(frame)))
     assert folded > 0 and counts[0] - counts[1] == folded
+    assert counts[2] <= counts[1]  # inference steps fold the BatchNorms themselves (and take the CPU paths)
+
+
+def test_step_speed_records_steps_clip_and_streams(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """`benchmarks/step_speed.py` end to end at a tiny crop: the JSON holds what the README tables read."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import step_speed
+
+    threads = torch.get_num_threads()
+    out = tmp_path / "speed.json"
+    try:
+        step_speed.main(["--models", "x3d_xs", "--crop", "32", "--rounds", "2", "--step-periods", "1",
+                         "--streams", "--stream-batches", "1,2", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(out.read_text())
+    entry = result["models"]["x3d_xs"]
+    assert entry["crop"] == 32 and entry["flops"]["reduction"] > 1
+    for clock in ("cpu", "wall"):
+        assert set(entry[clock]["modes"]) == {"step_fast", "step_plain", "clip"}
+        assert all(m["rounds"] == 2 and m["median_ms"] > 0 for m in entry[clock]["modes"].values())
+        assert entry[clock]["efficiency"]["step_fast"] > 0
+    streams = result["streams"]["x3d_xs"]
+    assert set(streams["batches"]) == {"1", "2"} and streams["best_batch"] in (1, 2)
+    assert streams["steps_per_s_per_stream"] == 30 / streams["sampling_rate"]
+    assert streams["realtime_streams"] == streams["batches"][str(streams["best_batch"])]["realtime_streams"]
 
 
 def test_pool_benchmark_writes_its_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from helpers import randomise_batchnorm
 
 import cozoo
 from cozoo.continual import ContinualModule, Stream
+from cozoo.continual.fastpath import fast_steps
 
 CONTINUAL = cozoo.list_models("co*")
 FRAME_SIZE = {"coc3d": 112}  # C3D's fc6 fixes its input size
@@ -43,6 +44,28 @@ def test_steps_equal_clip_and_transfer_matches_source(name):
         out = model(y)
         expected = source(y)
         torch.testing.assert_close(out.reshape(expected.shape), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CONTINUAL)
+def test_fast_steps_and_streams_equal_the_plain_eager_step(name):
+    """The step fast paths (folded BatchNorm, channels-last depthwise caches, temporal depthwise convs as
+    matrix products) and `Stream` (inference mode) give the plain eager step's outputs to 1e-5 relative."""
+    torch.manual_seed(0)
+    model = cozoo.create_model(name, num_classes=5, **({"pool_window": 8} if "64" in name else {}))
+    randomise_batchnorm(model)
+    model.eval()
+    size = FRAME_SIZE.get(name, 24)
+    x = torch.randn(1, 3, model.first_output + 2 * model.stride + 1, size, size)
+    with torch.no_grad(), fast_steps(False):
+        plain = model.forward_steps(x)
+    model.reset()
+    with torch.no_grad():
+        fast = model.forward_steps(x)
+    stream = model.stream()
+    streamed = [p.logits for p in (stream.push(x[:, :, t]) for t in range(x.shape[2])) if p is not None]
+    scale = plain.abs().max().item()
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(torch.stack(streamed, dim=2), plain, rtol=1e-5, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize(

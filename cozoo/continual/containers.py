@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from cozoo.continual.base import ContinualModule, Schedule, check_state_names, shift_in
+from cozoo.continual.conv import CoConv3d
+from cozoo.continual.fastpath import fold_pairs, foldable, folding_active
 
 
 def continual_children(module: nn.Module) -> list[ContinualModule]:
@@ -88,12 +90,37 @@ class CoSequential(ScheduledContainer, nn.Sequential):
         return super().forward(x)
 
     def _step(self, frame):  # type: ignore[override]
+        if folding_active():
+            return self._step_folded(frame)
         out = frame
         for layer in self._modules.values():  # children were checked when the schedule was bound
             out = layer._step(out)  # type: ignore[union-attr]
             if out is None:
                 return None
         return out
+
+    def _step_folded(self, frame):
+        """Inference step with each eval-mode BatchNorm after a conv folded into that conv (`fastpath`)."""
+        out = frame
+        for layer, bn in self._fold_plan():
+            out = layer._step(out) if bn is None else layer._step(out, bn)
+            if out is None:
+                return None
+        return out
+
+    def _fold_plan(self) -> list[tuple[ContinualModule, nn.Module | None]]:
+        """(layer, BatchNorm folded into it or None) in order, folded BatchNorms left out; rebuilt when the
+        children or their training flags change."""
+        layers = tuple(self._modules.values())
+        key = (layers, tuple(layer.training for layer in layers))
+        cached = self.__dict__.get("_fold_plan_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        pairs = {i: bn for i, bn in fold_pairs(list(layers), CoConv3d).items() if foldable(bn)}
+        folded = {i + 1 for i in pairs}
+        plan = [(layer, pairs.get(i)) for i, layer in enumerate(layers) if i not in folded]
+        self.__dict__["_fold_plan_cache"] = (key, plan)
+        return plan
 
 
 class CoIdentity(ContinualModule, nn.Identity):

@@ -67,8 +67,11 @@ class Stream:
         """Whether the model has produced its first output."""
         return self.frames_seen > self.first_output
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def push(self, frame: torch.Tensor) -> Prediction | None:
+        """Step the model on ``frame`` (N, C, H, W). Runs in inference mode, which also folds each eval-mode
+        BatchNorm that follows a conv into it (`cozoo.continual.fastpath`); the model's state then holds
+        inference tensors, so `reset` the model before stepping it outside a stream."""
         if self.model.training:
             raise ValueError("model was switched to training mode mid-stream: call model.eval() to stream")
         if not self.model.in_stream:  # first frame, or the model was reset (e.g. a new pool window)

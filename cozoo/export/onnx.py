@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cozoo.continual.base import ContinualModule
+from cozoo.continual.fastpath import fast_steps
 from cozoo.export.metadata import build_metadata
 from cozoo.export.phases import merge_phases
 from cozoo.export.step import ExportError, PhaseStep, StateLayout
@@ -73,10 +74,11 @@ def export_onnx(
     first, stride = model.first_output, model.stride  # type: ignore[attr-defined]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        logits_shape = _warm_up(model, crop, first, stride, progress)
-        layout = StateLayout(model)
-        phases = _trace_phases(model, layout, name, crop, batch, dynamic_batch, logits_shape, progress)
+    try:  # the plain step: a ring cache's slot (a fast path) would be baked into the traced graph
+        with fast_steps(False):
+            logits_shape = _warm_up(model, crop, first, stride, progress)
+            layout = StateLayout(model)
+            phases = _trace_phases(model, layout, name, crop, batch, dynamic_batch, logits_shape, progress)
     finally:
         model.reset()  # type: ignore[attr-defined]
     merged = merge_phases(phases)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from cozoo.continual.base import ContinualModule, StreamError
+from cozoo.continual.fastpath import fast_steps
 from cozoo.continual.state import StateKey, StateLayout
 from cozoo.continual.stream import Prediction, stamp
 from cozoo.inference.slots import Group, SlotError, SlotTable, next_phase
@@ -129,9 +130,10 @@ class StreamPool:
         assert self._frames is not None
         for stream_id, frame in frames.items():
             self._frames[self._slots.row(stream_id)].copy_(frame)
-        try:
+        try:  # without ring caches (a fast path): their slot advances for every row, a stream's may not
             self._zero_rows(plan.zero_rows)
-            outputs = {group: self._step_group(group) for group in plan.groups}
+            with fast_steps(False):
+                outputs = {group: self._step_group(group) for group in plan.groups}
         except BaseException:
             self._lose_all()
             raise
