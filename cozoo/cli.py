@@ -1,4 +1,6 @@
-"""The ``cozoo`` command line. Each feature module contributes its sub-commands via ``add_commands``."""
+"""The ``cozoo`` command line. The parser comes from `cozoo.commands.parsers` (declarations only, no torch),
+so ``--help``, ``--version`` and ``cozoo models [--table]`` start in a fraction of a second; a command's
+implementation (and torch) is imported when that command runs."""
 
 from __future__ import annotations
 
@@ -8,13 +10,12 @@ import select
 import sys
 import warnings
 
-import torch
-
-from cozoo.commands import apply_threads, evaluate, export, extract, finetune, flops, models, stream, weights
+from cozoo.commands import torch_threads
+from cozoo.commands.parsers import COMMANDS
 from cozoo.version import __version__
 
-# Modules that define ``add_commands(subparsers)``; each registers one or more sub-commands.
-_COMMAND_MODULES = (models, weights, flops, evaluate, stream, finetune, extract, export)
+# Functions ``add(subparsers)``; each registers one or more sub-commands.
+_COMMANDS = COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         "counterparts: models, weights, FLOPs, evaluation, streaming and fine-tuning.")
     parser.add_argument("--version", action="version", version=f"cozoo {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in _COMMAND_MODULES:
-        module.add_commands(subparsers)
+    for add in _COMMANDS:
+        add(subparsers)
     return parser
 
 
@@ -51,10 +52,9 @@ def _warning_printer(command: str):  # noqa: ANN202 (the signature warnings.show
 
 
 def _run(args: argparse.Namespace) -> int:
-    threads = torch.get_num_threads()
     try:
-        apply_threads(args)
-        code = int(args.handler(args) or 0)
+        with torch_threads(args):
+            code = int(args.handler(args) or 0)
         sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
         return code
     except BrokenPipeError as err:
@@ -71,8 +71,6 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, OSError, RuntimeError, FloatingPointError) as err:  # e.g. a NaN loss
         print(f"cozoo {args.command}: error: {err}", file=sys.stderr)
         return 2
-    finally:
-        torch.set_num_threads(threads)  # a command run in-process leaves torch as it found it
 
 
 def _stdout_reader_gone() -> bool:

@@ -87,3 +87,11 @@ def test_output_cut_short_by_a_closed_pipe_is_not_an_error():
         listing.stdout.close()
         _, err = listing.communicate(timeout=120)
         assert listing.returncode == 0 and err == b"", err
+
+
+def test_declared_choices_equal_the_implementations() -> None:
+    """The torch-free parser (`cozoo.commands.parsers`) repeats two choice lists of heavy modules."""
+    from cozoo.commands import flops, parsers
+    from cozoo.evaluation.evaluate import MODES
+
+    assert parsers.PROTOCOLS == tuple(flops.PROTOCOLS) and parsers.MODES == MODES

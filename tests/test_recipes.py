@@ -276,7 +276,8 @@ def test_stream_follows_the_clip_rounding_on_odd_margins() -> None:
 
 
 def test_cli_samples_by_index_on_request() -> None:
-    from cozoo.commands.evaluate import add_model_arguments, load_from_args
+    from cozoo.commands.evaluate import load_from_args
+    from cozoo.commands.parsers import add_model_arguments
 
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from cozoo import cli, registry
-from cozoo.commands import weights as weights_commands
+from cozoo.commands.parsers import add_weights
 from cozoo.models import registry as model_registry
 from cozoo.weights import converters
 from cozoo.weights.converters import CheckpointMismatchError
@@ -454,7 +454,7 @@ def test_pretrained_path_official_and_native_layouts(env, tmp_path):
 
 
 def _cli(monkeypatch, *argv: str) -> int:
-    monkeypatch.setattr(cli, "_COMMAND_MODULES", (weights_commands,))
+    monkeypatch.setattr(cli, "_COMMANDS", (add_weights,))
     return cli.main(list(argv))
 
 

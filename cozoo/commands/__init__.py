@@ -1,10 +1,12 @@
-"""Sub-commands of the ``cozoo`` command line."""
+"""Sub-commands of the ``cozoo`` command line: argument types and shared options (torch-free, like
+`cozoo.commands.parsers`; each command's implementation is imported only when it runs)."""
 
 from __future__ import annotations
 
 import argparse
-
-import torch
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def positive_float(text: str) -> float:
@@ -43,11 +45,24 @@ def add_threads_argument(parser: argparse.ArgumentParser, default: int | None = 
                         help=f"CPU threads torch may use (default: {told})")
 
 
-def apply_threads(args: argparse.Namespace) -> None:
-    """Set torch's intra-op thread count from ``--threads`` (a no-op when it was left to torch)."""
+@contextmanager
+def torch_threads(args: argparse.Namespace) -> Iterator[None]:
+    """Torch's intra-op threads from ``--threads`` while the command runs, restored after (a command run
+    in-process leaves torch as it found it). Torch is not imported by this: a command that never needs it
+    (``cozoo models``) stays torch-free."""
     threads = getattr(args, "threads", None)
+    if threads is None and "torch" not in sys.modules:
+        yield
+        return
+    import torch  # the command computes: it imports torch anyway
+
+    before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def add_quiet_argument(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cozoo.commands import positive_int
 from cozoo.evaluation.evaluate import LoadedModel, load_model
 from cozoo.export.step import ExportError
 from cozoo.fuse import fuse_conv_bn
@@ -54,26 +53,3 @@ def _export(args: argparse.Namespace) -> int:
     )
     print(f"wrote {out.onnx_path} and {out.metadata_path}")
     return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "export", help="a continual model's step as ONNX, state as explicit inputs/outputs, + metadata JSON")
-    parser.add_argument("name", help="continual model, e.g. cox3d_s")
-    weights = parser.add_mutually_exclusive_group()
-    weights.add_argument("--checkpoint", metavar="PATH", help="weights file (fine-tuning checkpoint, state "
-                         "dict or published file)")
-    weights.add_argument("--pretrained", action="store_true", help="the published weights (cached download)")
-    parser.add_argument("--crop", type=positive_int, help="frame size (default: the model's test crop)")
-    parser.add_argument("--pool-window", type=positive_int, metavar="FRAMES",
-                        help="temporal window of the global pool (default: the model's)")
-    parser.add_argument("--sampling-rate", type=positive_int, metavar="N",
-                        help="the runtime feeds every N-th video frame (default: the clip sampling rate)")
-    parser.add_argument("--batch", type=positive_int, default=1, help="streams per step (default 1)")
-    parser.add_argument("--dynamic-batch", action="store_true", help="any number of streams per step")
-    parser.add_argument("--format", choices=("onnx",), default="onnx", help="output format (onnx)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for NAME.onnx and NAME.json")
-    parser.add_argument("--no-fuse-bn", dest="fuse_bn", action="store_false",
-                        help="keep BatchNorm separate (default: folded into convs, as cozoo stream does)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=_export)

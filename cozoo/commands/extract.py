@@ -1,6 +1,5 @@
-"""``cozoo extract --model NAME --videos DIR|CSV --out DIR``: features of every video, one safetensors file
-each (see `cozoo.inference.extract`): per clip for a regular model, per frame for a continual one. Reruns
-skip finished videos; ``torchrun -m cozoo extract ...`` shares the videos among the processes."""
+"""``cozoo extract``: features of every video as safetensors files (usage and arguments:
+`cozoo.commands.parsers`)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,7 @@ import argparse
 import dataclasses
 
 from cozoo import distributed
-from cozoo.commands import add_threads_argument, positive_int
-from cozoo.commands.evaluate import add_model_arguments, load_from_args
+from cozoo.commands.evaluate import load_from_args
 from cozoo.inference.extract import ExtractSummary, extract, list_videos
 from cozoo.registry import get_config
 
@@ -30,19 +28,3 @@ def _extract(args: argparse.Namespace) -> int:
         print(f"{loaded.name}: {total.written} video(s) extracted, {total.skipped} already done, "
               f"{total.failed} undecodable; features in {args.out}")
     return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "extract", help="per-video (clip) or per-frame (continual stream) features as safetensors files",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_model_arguments(parser)
-    parser.add_argument("--videos", required=True, metavar="DIR|CSV",
-                        help="a folder of videos (searched recursively) or a CSV with a 'path' column")
-    parser.add_argument("--out", required=True, metavar="DIR", help="where the .safetensors files go")
-    parser.add_argument("--clips", type=positive_int, default=1,
-                        help="regular models: uniformly spaced clips per video (default 1: the centre clip)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_threads_argument(parser)
-    parser.set_defaults(handler=_extract)

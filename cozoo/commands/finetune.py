@@ -1,16 +1,5 @@
-"""``cozoo finetune CONFIG.yaml [key.sub=value ...]`` and ``cozoo finetune --resume RUN_DIR``: fine-tune a
-model from a YAML recipe.
-
-Recipes live in ``configs/finetune/``; overrides such as ``train.epochs=3 output_dir=runs/try`` apply on top.
-The run folder gets ``last.pt`` (every epoch), ``best.pt`` (best validation accuracy), ``metrics.jsonl``,
-``config.yaml`` (the recipe with its overrides) and the label map.
-Several GPUs or machines: ``torchrun --nproc_per_node=G -m cozoo finetune CONFIG.yaml`` (``data.batch_size``
-stays the global batch).
-
-Resuming continues from ``last.pt`` exactly where it stopped:
-  cozoo finetune --resume runs/synthetic_x3d        # the run folder: its config.yaml, overrides included
-  cozoo finetune CONFIG.yaml [key=value ...] --resume   # the same recipe and overrides as the first run
-"""
+"""``cozoo finetune``: fine-tune a model from a YAML recipe, or resume a run (usage and arguments:
+`cozoo.commands.parsers`)."""
 
 from __future__ import annotations
 
@@ -18,7 +7,6 @@ import argparse
 from pathlib import Path
 
 from cozoo import distributed
-from cozoo.commands import add_quiet_argument, add_threads_argument
 from cozoo.training import finetune, load_config
 from cozoo.training.config import FinetuneConfig
 
@@ -71,20 +59,3 @@ def _run(args: argparse.Namespace) -> int:
               f"{stats['continual_val_acc']:.3f} over {stats['continual_videos']} videos "
               f"({stats['continual_padded']} padded to the warm-up)")
     return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "finetune", help="fine-tune a model on a video dataset from a YAML recipe",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("config", nargs="?", metavar="CONFIG",
-                        help="YAML recipe, e.g. configs/finetune/synthetic_x3d.yaml (or a run folder)")
-    parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                        help="override recipe values (parsed as YAML), e.g. train.epochs=3")
-    parser.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
-                        help="continue from last.pt: of RUN_DIR (with its config.yaml), or alone of CONFIG's "
-                        "output_dir")
-    add_threads_argument(parser)
-    add_quiet_argument(parser)
-    parser.set_defaults(handler=_run, extra_overrides=True)

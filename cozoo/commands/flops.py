@@ -1,15 +1,5 @@
-"""``cozoo flops NAME [--per-frame]`` and ``cozoo flops --all``: compute cost against the published figures.
-
-Two counting protocols, each compared only with figures produced the same way:
-
-* ``pytorchvideo`` (default): 1 clip at the model's test crop, batch norm counted as fvcore does in train
-  mode; compared with the checkpoint's GFLOPs in ``weights_manifest.json`` (PyTorchVideo model zoo,
-  torchvision metadata for R(2+1)D-18).
-* ``co3d``: batch norm in eval mode, at the crop that reproduces the Co3D paper's table (the paper does
-  not state it per model; inferred below); compared with its 1-clip and per-frame-step GFLOPs. The paper
-  counted with ptflops 0.6.8, which adds ReLU, pooling and biases to the MACs: about +1% per clip and
-  +5-6% per CoX3D step over this count (measured by ``benchmarks/flops_conventions.py``).
-"""
+"""``cozoo flops NAME [--per-frame]`` and ``cozoo flops --all``: compute cost against the published figures
+(the two counting protocols are described in `cozoo.commands.parsers`, which declares the arguments)."""
 
 from __future__ import annotations
 
@@ -19,7 +9,6 @@ from typing import NamedTuple
 
 from torch import nn
 
-from cozoo.commands import add_threads_argument, positive_int
 from cozoo.continual import to_continual
 from cozoo.factory import create_model, get_config, list_models
 from cozoo.flops import BatchNormCount, FlopCount, convention, count_flops
@@ -229,22 +218,3 @@ def _run(args: argparse.Namespace) -> int:
     else:
         _print_report(model_report(args.name, args.protocol, args.crop, args.frames, args.per_frame))
     return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "flops", help="MACs, parameters and memory of a model (clip and continual frame step)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("name", nargs="?", help="registered model (see `cozoo models`)")
-    parser.add_argument("--per-frame", action="store_true",
-                        help="also count a continual frame step (implied for a continual NAME)")
-    parser.add_argument("--all", action="store_true", help="every regular model vs the published figures")
-    parser.add_argument("--crop", type=positive_int, help="square crop (default: the protocol's)")
-    parser.add_argument("--frames", type=positive_int,
-                        help="continual pool window; for a regular NAME also the clip length (a continual "
-                        "NAME keeps its source's clip)")
-    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="pytorchvideo",
-                        help="counting setting and which published figures to compare with")
-    add_threads_argument(parser)
-    parser.set_defaults(handler=_run)

@@ -1,4 +1,7 @@
-"""``cozoo models [PATTERN] [--table]`` and ``cozoo info NAME [--json]``: what the registry holds."""
+"""``cozoo models [PATTERN] [--table]`` and ``cozoo info NAME [--json]``: what the registry holds.
+
+The listing and the table come from the stored figures (`cozoo.zoo`), so they need neither torch nor a
+model; ``info`` builds the model (its schedule) and imports the factory when it runs."""
 
 from __future__ import annotations
 
@@ -6,15 +9,14 @@ import argparse
 import json
 import sys
 
-from cozoo.factory import get_config, list_models, model_info
-from cozoo.zoo import COUNTING, VIDEO_FPS, zoo_rows
+from cozoo.zoo import COUNTING, VIDEO_FPS, load_zoo_figures, zoo_names, zoo_rows
 
 
 def _list(args: argparse.Namespace) -> int:
     pretrained = {"yes": True, "no": False, "any": None}[args.pretrained]
-    names = list_models(args.pattern, pretrained=pretrained)
+    names = zoo_names(args.pattern, pretrained=pretrained)
     if not names and not any(c in args.pattern for c in "*?["):  # a plain word: names containing it
-        names = list_models(f"*{args.pattern}*", pretrained=pretrained)
+        names = zoo_names(f"*{args.pattern}*", pretrained=pretrained)
     if not names:
         print(f"cozoo models: no model matches {args.pattern!r}"
               + ("" if pretrained is None else f" with --pretrained {args.pretrained}"), file=sys.stderr)
@@ -22,10 +24,11 @@ def _list(args: argparse.Namespace) -> int:
     if args.table:
         _table(names)
         return 0
+    figures = load_zoo_figures()
     for name in names:
-        config = get_config(name)
-        kind = f"continual from {config.source}" if config.source else "regular"
-        print(f"{name:22s} {config.frames:3d} frames  crop {config.test_crop:3d}  {kind}")
+        stored = figures[name]
+        kind = f"continual from {stored['source']}" if stored["source"] else "regular"
+        print(f"{name:22s} {stored['frames']:3d} frames  crop {stored['test_crop']:3d}  {kind}")
     return 0
 
 
@@ -53,6 +56,8 @@ def _table(names: list[str]) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from cozoo.factory import model_info  # builds the model: torch
+
     info = model_info(args.name)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -92,19 +97,3 @@ def info_lines(info: dict) -> list[str]:
                      f"{info['sampling_rate']}-th video frame")
     lines.append("  (--json for every field)")
     return lines
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    listing = subparsers.add_parser("models", help="list registered models (wildcards allowed)")
-    listing.add_argument("pattern", nargs="?", default="*",
-                         help="shell-style wildcard, e.g. '*x3d*' (a plain word matches names containing it)")
-    listing.add_argument("--pretrained", choices=("yes", "no", "any"), default="any",
-                         help="only models with (yes) or without (no) a published checkpoint")
-    listing.add_argument("--table", action="store_true",
-                         help="the zoo table: published top-1, GFLOPs per clip and per frame, params, "
-                         "receptive field, delay, first output in seconds (stored figures: instant)")
-    listing.set_defaults(handler=_list)
-    info = subparsers.add_parser("info", help="config and published figures of one model")
-    info.add_argument("name")
-    info.add_argument("--json", action="store_true", help="every field, as JSON")
-    info.set_defaults(handler=_info)

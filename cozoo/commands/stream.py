@@ -11,8 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cozoo.commands import STEP_THREADS, add_threads_argument, positive_int
-from cozoo.commands.evaluate import add_model_arguments, load_from_args
+from cozoo.commands.evaluate import load_from_args
 from cozoo.data.kinetics import CorruptVideoWarning
 from cozoo.data.video import probe_video
 from cozoo.evaluation.evaluate import LoadedModel
@@ -211,48 +210,3 @@ def _stream(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
     return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "stream", help="per-frame predictions of a continual model on a video file, frames/s, plot"
-    )
-    parser.add_argument("sources", nargs="+", metavar="SOURCE",
-                        help="video file, network URL (rtsp://, rtmp://, http(s)://, udp://, tcp://...), "
-                        "capture device (/dev/video0, v4l2:/dev/video1, avfoundation:0, "
-                        "'dshow:video=NAME', or 0 for the first camera); several run side by side")
-    add_model_arguments(parser)
-    parser.add_argument("--top-k", type=positive_int, default=5, help="classes printed per frame (default 5)")
-    parser.add_argument("--no-fuse-bn", dest="fuse_bn", action="store_false",
-                        help="keep BatchNorm layers separate (by default each BatchNorm that follows a conv "
-                        "is folded into it: same predictions up to float rounding, fewer ops per frame)")
-    parser.add_argument("--cuda-graphs", action="store_true",
-                        help="with --device cuda: replay each steady-state step as a CUDA graph (the fast "
-                        "path: same predictions, a fraction of the launch overhead)")
-    parser.add_argument("--pad", action="store_true",
-                        help="for a video shorter than the warm-up: repeat its last frame until the first "
-                        "prediction (the clip samplers' rule for short videos)")
-    parser.add_argument("--plot", metavar="PNG", help="write the top classes' probabilities over time here "
-                        "(several sources: PNG-0.png, PNG-1.png, ...)")
-    parser.add_argument("--jsonl", metavar="PATH",
-                        help="one JSON object per prediction (and per reconnection, plus a summary per "
-                        "source) to PATH, or - for standard output; schema: "
-                        "cozoo/inference/stream_jsonl.schema.json")
-    parser.add_argument("--out", metavar="VIDEO.mp4",
-                        help="write the input with the latest top-k labels and probability bars drawn on "
-                        "each frame (several sources: VIDEO-0.mp4, ...)")
-    parser.add_argument("--realtime", action="store_true",
-                        help="read files at their own frame rate, as if live (by default as fast as the "
-                        "model goes, dropping nothing)")
-    parser.add_argument("--buffer", type=positive_int, default=4, metavar="FRAMES",
-                        help="frames queued per source (default 4); when a live source gets ahead of the "
-                        "model the oldest queued frame is dropped")
-    parser.add_argument("--reconnect-retries", type=int, default=5, metavar="N",
-                        help="attempts in a row to reopen a network source that dropped (default 5)")
-    parser.add_argument("--rtsp-transport", choices=("tcp", "udp", "auto"), default="tcp",
-                        help="how RTSP sources send their media (default tcp; auto: UDP, then TCP)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or status line")
-    add_threads_argument(parser, default=STEP_THREADS)
-    parser.add_argument("--plot-classes", type=positive_int, default=5,
-                        help="classes drawn in the plot (default 5)")
-    parser.set_defaults(handler=_stream)

@@ -1,4 +1,5 @@
-"""``cozoo weights fetch|import|list``: manage the cache of pretrained checkpoints."""
+"""``cozoo weights fetch|import|list``: manage the cache of pretrained checkpoints (arguments:
+`cozoo.commands.parsers`)."""
 
 from __future__ import annotations
 
@@ -70,31 +71,3 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{row['name']:<20} {row['file']:<26} {row['format']:<13} {row['hash']:<14} "
               f"{row['download']:<7} {'yes' if row['cached'] else 'no':<7} {top1}")
     return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("weights", help="download, import and list pretrained checkpoints",
-                                   description=__doc__)
-    commands = parser.add_subparsers(dest="weights_command", required=True)
-
-    p = commands.add_parser("fetch", help="download, verify and convert published checkpoints into the cache")
-    p.add_argument("names", nargs="+", metavar="NAME", help="model name(s), see `cozoo weights list`")
-    p.add_argument("--url", help="download from this URL instead of the manifest's")
-    p.add_argument("--sha256", help="expected sha256 of the file (pins checkpoints published without a hash)")
-    p.add_argument("--force", action="store_true",
-                   help="download and convert again even if cached; accept a --url whose file name is "
-                   "another model's published checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_fetch)
-
-    p = commands.add_parser("import", help="verify and convert a checkpoint file copied by hand (no network)")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("path", metavar="PATH", help="the published file, e.g. X3D_XS.pyth")
-    p.add_argument("--sha256", help="expected sha256 of the file")
-    p.add_argument("--force", action="store_true",
-                   help="accept a file named as another model's published checkpoint")
-    p.set_defaults(handler=_import)
-
-    p = commands.add_parser("list", help="published checkpoints and whether they are cached")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(handler=_list)

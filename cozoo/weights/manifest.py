@@ -15,9 +15,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cozoo.models import get_config
-from cozoo.models.registry import UnknownModelError
-
 MANIFEST_ENV = "COZOO_MANIFEST"
 HASH_POLICIES = ("sha256", "sha256_prefix", "unpublished")
 _REQUIRED = ("source", "format", "hash", "dataset", "labels", "num_classes", "preprocessing")
@@ -85,15 +82,25 @@ def manifest_names() -> list[str]:
     return sorted(load_manifest()["models"])
 
 
-def weights_name(name: str) -> str | None:
-    """Whose checkpoint serves ``name``: itself, an entry listing it under ``variants`` (same weights, e.g.
-    another clip length), or for a continual model the regular model it is transferred from."""
+def checkpoint_owner(name: str) -> str | None:
+    """The entry that names ``name``: its own, or one listing it under ``variants`` (same weights, e.g.
+    another clip length). Reads the manifest only: no torch, no model registry."""
     models = load_manifest()["models"]
     if name in models:
         return name
-    for owner, entry in models.items():
-        if name in entry.get("variants", ()):
-            return owner
+    return next((owner for owner, entry in models.items() if name in entry.get("variants", ())), None)
+
+
+def weights_name(name: str) -> str | None:
+    """Whose checkpoint serves ``name``: `checkpoint_owner`, or for a continual model the regular model it
+    is transferred from."""
+    owner = checkpoint_owner(name)
+    if owner is not None:
+        return owner
+    # The registry (every model family, so torch) only where the manifest does not name the model.
+    from cozoo.models import get_config
+    from cozoo.models.registry import UnknownModelError
+
     try:
         source = get_config(name).source
     except UnknownModelError:
