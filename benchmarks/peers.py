@@ -17,11 +17,13 @@ library (1.2.4, ``import continual as co``), with our regular model's weights.
   reduce="mul")``: a per-frame spatial squeeze, the same step-mode form as cozoo's;
 * ``Flatten`` -> ``co.Lambda``; ``Linear`` -> ``co.Linear(channel_dim=1)``.
 
-Padding semantics differ between the libraries: continual-inference emulates the source's temporal zero
-padding at the start of a stream (outputs from the first steps on), cozoo drops the outputs that depend on
-it. In steady state both compute the same function of the last frames; `check_equivalence` compares them
-there. SlowFast cannot be expressed: ``co.Parallel``/``co.BroadcastReduce`` require every branch to have
-the same temporal stride, and its pathways run at two rates with lateral connections between them.
+Padding semantics differ between the libraries by default: continual-inference emulates the source's
+temporal zero padding at the start of a stream (outputs from step ``delay`` on), cozoo's default (valid)
+warm-up drops the outputs that depend on it; cozoo's ``warmup="padded"`` emulates it too (its early outputs
+are tested equal to these in tests/test_continual_timing.py). In steady state both compute the same
+function of the last frames; `check_equivalence` compares them there. SlowFast cannot be expressed:
+``co.Parallel``/``co.BroadcastReduce`` require every branch to have the same temporal stride, and its
+pathways run at two rates with lateral connections between them.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -71,7 +72,8 @@ def _stream(model: torch.nn.Module, classes: list[str], config, folder: Path) ->
     transform = eval_transform(crop=crop, mean=source.mean, std=source.std, short_side=crop)
     video, truth = write_synthetic_stream(folder / "demo.mp4", SEGMENTS, size=data.synthetic.size, seed=7)
     print(f"[2/3] streaming {video.name}: {len(truth)} frames, every {data.sampling_rate} frame(s) fed to "
-          f"co{config.model.name} (receptive field {model.receptive_field} steps, delay {model.delay})")
+          f"co{config.model.name} (receptive field {model.receptive_field} steps; each prediction stands for "
+          f"the clip of its source network starting {model.delay} steps back)")
     stream = model.stream()
     frames, outputs, correct, start = [], [], 0, time.perf_counter()
     plotted: list[FramePrediction] = []
@@ -84,12 +86,17 @@ def _stream(model: torch.nn.Module, classes: list[str], config, folder: Path) ->
         if prediction is None:
             continue
         outputs.append(prediction.logits)
-        centre = prediction.centre_frame * data.sampling_rate
+        # the source clip's middle, in video frames (the lower of the two middle frames of an even clip)
+        centre = math.floor(prediction.centre_frame * data.sampling_rate)
+        clip = f"{prediction.clip_first * data.sampling_rate}-{prediction.clip_last * data.sampling_rate}"
         probs = prediction.logits.softmax(-1)[0]
         label = classes[int(probs.argmax())]
         correct += label == truth[centre]
-        plotted.append(FramePrediction(index, centre, len(frames) - 1, prediction.logits[0]))
-        print(f"      frame {index:3d}  centre frame {centre:3d} truth {truth[centre]:12s} "
+        plotted.append(FramePrediction(index, len(frames) - 1, prediction.logits[0],
+                                       prediction.first_frame * data.sampling_rate,
+                                       prediction.clip_first * data.sampling_rate,
+                                       prediction.clip_last * data.sampling_rate))
+        print(f"      frame {index:3d}  clip {clip:>7s} centre frame {centre:3d} truth {truth[centre]:12s} "
               f"predicted {label:12s} p={float(probs.max()):.2f}")
     elapsed = time.perf_counter() - start
     rate = correct / max(len(outputs), 1)

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from cozoo.continual.timing import timing
 from cozoo.layers.classifier import class_count, reset_classifier
 from cozoo.models import get_config, registry
 from cozoo.weights.converters import CheckpointMismatchError
@@ -38,7 +39,9 @@ def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]
 
 def model_info(name: str) -> dict[str, Any]:
     """The variant's config merged with its manifest entry (published figures, weights source); for
-    continual models also its schedule (receptive field, padding, delay, first output step, stride)."""
+    continual models also its schedule (receptive field, padding, delay, first output step, stride, and the
+    source clip length: the frames whose pooled source positions a prediction averages; see
+    `cozoo.continual.timing`)."""
     config = get_config(name)
     info = config.as_dict()
     info["weights"] = manifest_entry(name)
@@ -51,6 +54,7 @@ def model_info(name: str) -> dict[str, Any]:
             "delay": model.delay,
             "first_output": model.first_output,
             "stride": model.stride,
+            "source_clip": timing(model).clip_length,
         }
     return info
 

@@ -226,8 +226,8 @@ def test_one_prediction_plots_a_visible_point_at_its_centre_frame(tmp_path: Path
 
     plots.save_figure = keep
     try:
-        one = FramePrediction(frame_index=100, centre_frame=60, step=100,
-                              logits=torch.tensor([2.0, 0.0, 1.0]))
+        one = FramePrediction(frame_index=100, step=100, logits=torch.tensor([2.0, 0.0, 1.0]),
+                              first_frame=40, clip_first=54, clip_last=66)  # centre 60
         path = plot_probabilities([one], CLASSES, tmp_path / "one.png", fps=30)
     finally:
         plots.save_figure = original
@@ -247,7 +247,8 @@ def test_one_prediction_plots_a_visible_point_at_its_centre_frame(tmp_path: Path
 def test_plot_refuses_a_non_png_name(
     tmp_path: Path, short_clip: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    one = FramePrediction(frame_index=1, centre_frame=0, step=1, logits=torch.zeros(3))
+    one = FramePrediction(frame_index=1, step=1, logits=torch.zeros(3), first_frame=0, clip_first=0,
+                          clip_last=0)
     with pytest.raises(ValueError, match="ending in .png"):
         plot_probabilities([one], CLASSES, tmp_path / "x.jpg")
     assert not (tmp_path / "x.jpg").exists()

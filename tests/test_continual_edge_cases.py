@@ -186,7 +186,7 @@ def test_stream_follows_a_pool_window_changed_mid_stream() -> None:
             stream.push(torch.randn(1, 2, 4, 4))
         configure_pool_window(co, 6)  # resets the model: the stream starts over with the new schedule
         first = next(p for p in (stream.push(torch.randn(1, 2, 4, 4)) for _ in range(20)) if p is not None)
-    assert (first.frame_index, first.centre_frame) == (co.first_output, co.first_output - co.delay)
+    assert (first.frame_index, first.clip_first) == (co.first_output, co.first_output - co.delay)
 
 
 def test_stream_refuses_a_model_switched_to_training_mid_stream() -> None:

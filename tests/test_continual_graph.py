@@ -180,8 +180,26 @@ def test_stream_with_cuda_graphs_equals_eager_stream(exact_float32):
     assert [p is None for p in graphed] == [p is None for p in eager]
     for got, expected in zip(graphed, eager, strict=True):
         if expected is not None:
-            assert (got.frame_index, got.centre_frame) == (expected.frame_index, expected.centre_frame)
+            assert got.stamp == expected.stamp
             torch.testing.assert_close(got.logits, expected.logits, rtol=1e-4, atol=1e-5)
     model.reset()  # a direct reset starts a new stream: new graphs, frame count from 0
     again = [graphs.push(f) for f in frames]
     assert [p.frame_index for p in again if p is not None] == [p.frame_index for p in eager if p is not None]
+
+
+@needs_cuda
+def test_padded_warmup_with_cuda_graphs_equals_eager_padded_stream(exact_float32):
+    """The stepper's eager warm-up follows the padded schedule (outputs from step delay), then replays."""
+    for name in ("coi3d_r50", "cox3d_xs"):
+        model = _cuda_model(name)
+        frames = torch.randn(model.first_output + 3 * model.stride, 1, 3, 32, 32, device="cuda")
+        eager = [p for p in map(model.stream(warmup="padded").push, frames)]
+        graphs = model.stream(cuda_graphs=True, warmup="padded")
+        graphed = [graphs.push(f) for f in frames]
+        assert graphs._stepper.captured
+        assert [p is None for p in graphed] == [p is None for p in eager]
+        assert next(p for p in graphed if p is not None).frame_index == model.delay
+        for got, expected in zip(graphed, eager, strict=True):
+            if expected is not None:
+                assert got.stamp == expected.stamp
+                torch.testing.assert_close(got.logits, expected.logits, rtol=1e-4, atol=1e-5)

@@ -95,7 +95,7 @@ def test_stream_reports_frames_and_batches_parallel_streams():
     predictions = [p for p in (stream.push(f) for f in frames) if p is not None]
     first = model.first_output
     assert [p.frame_index for p in predictions] == [first, first + 2, first + 4]
-    assert all(p.centre_frame == p.frame_index - model.delay for p in predictions)
+    assert all(p.clip_first == p.frame_index - model.delay for p in predictions)
     assert predictions[0].logits.shape == (2, 3)
     # each of the two parallel streams equals streaming it alone
     alone = model.stream()

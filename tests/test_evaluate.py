@@ -20,6 +20,8 @@ from cozoo.data.kinetics import build_label_map, read_annotations, resolve_video
 from cozoo.data.synthetic import SyntheticPaths
 from cozoo.evaluation.evaluate import (
     LoadedModel,
+    PaddedLastStep,
+    co3d_step,
     confusion_matrix,
     evaluate,
     evaluated,
@@ -372,3 +374,49 @@ def test_videos_of_classes_the_model_lacks_are_left_out_with_a_warning(data: Syn
         metrics = evaluate(loaded, data.val_csv, data.video_root, split="val", modes=("clip",), crop=CROP)
     assert (metrics["num_videos"], metrics["outside_classes_videos"]) == (6, 6)
     assert metrics["results"]["clip"]["top1"] == pytest.approx(2 / 6)  # the 2 videos of class 0
+
+
+# -- the Co3D protocol ------------------------------------------------------------------------------
+
+
+def test_co3d_mode_scores_the_padded_output_of_step_delay(data: SyntheticPaths) -> None:
+    """Late fusion has no temporal padding and a pool of 8 frames: the Co3D score of a video (its 8-frame
+    centre clip stepped with a padded warm-up, output of step delay = 7) is the regular model's on the
+    same centre clip, i.e. the clip protocol's."""
+    torch.manual_seed(0)
+    loaded = _loaded(cozoo.create_model("late_fusion", num_classes=6, widths=WIDTHS).eval())
+    metrics = evaluate(loaded, data.val_csv, data.video_root, split="val", modes=["clip", "co3d"], crop=CROP)
+    clip, co3d = metrics["results"]["clip"], metrics["results"]["co3d"]
+    assert (co3d["scored_step"], co3d["frames"], co3d["warmup"]) == (7, 8, "padded")
+    assert co3d["confusion_matrix"] == clip["confusion_matrix"] and co3d["top1"] == clip["top1"]
+    assert "padded warm-up, output of step 7" in summary_lines(metrics)[-1]
+
+
+def test_co3d_step_follows_the_co3d_rule() -> None:
+    model = cozoo.create_model("cox3d_s_64").eval()
+    assert co3d_step(model) == 91  # max(receptive field - padding - 1, frame_delay - 1) = 120 - 28 - 1
+    assert co3d_step(model, frame_delay=100) == 99
+    strided = cozoo.create_model("coi3d_r50", num_classes=3).eval()  # delay 24, stride 2
+    assert co3d_step(strided, frame_delay=27) == 26
+    with pytest.raises(ValueError, match="scores step 27, on which the model emits nothing"):
+        co3d_step(strided, frame_delay=28)
+    tiny = cozoo.create_model("colate_fusion", num_classes=3, widths=WIDTHS).eval()
+    clip = torch.randn(2, 3, 9, 16, 16)
+    with torch.no_grad():
+        scored = PaddedLastStep(tiny)(clip)
+        expected = tiny.forward_steps(clip, warmup="padded")[:, :, -1]
+    torch.testing.assert_close(scored, expected)
+
+
+def test_cli_eval_protocol_co3d_picks_the_continual_protocol(data: SyntheticPaths, checkpoint: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", "--model", "colate_fusion", "--checkpoint", str(checkpoint), "--annotations",
+                 str(data.val_csv), "--videos", str(data.video_root), "--split", "val", "--protocol", "co3d",
+                 "--crop", str(CROP), "--json"])
+    assert code == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics["results"]) == {"co3d"} and metrics["results"]["co3d"]["top1"] == pytest.approx(2 / 12)
+    code = main(["eval", "--model", "late_fusion", "--checkpoint", str(checkpoint), "--annotations",
+                 str(data.val_csv), "--videos", str(data.video_root), "--protocol", "co3d",
+                 "--modes", "clip"])
+    assert code != 0 and "either --modes or --protocol" in capsys.readouterr().err

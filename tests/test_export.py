@@ -88,7 +88,7 @@ def test_metadata_describes_the_graph(tmp_path):
     assert [s["name"] for s in metadata["state"]] == ["state.step", "state.pool.cache"]
     assert all(s["initial"] == 0 for s in metadata["state"])
     assert metadata["schedule"] == {"receptive_field": 8, "temporal_padding": 0, "delay": 7,
-                                    "first_output": 7, "stride": 1}
+                                    "first_output": 7, "stride": 1, "source_clip": 8, "recurrent": False}
     assert metadata["opset"] == 18 and metadata["weights"]["sha256"] == "0" * 64
     assert not list(tmp_path.glob(".*tmp"))  # written atomically: no temporary left
     stepper = OnnxStepper(exported.onnx_path, threads=1)

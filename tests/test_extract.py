@@ -80,7 +80,8 @@ def test_stream_features_are_per_frame_and_stamped(setup, tmp_path):
     saved = load_file(out / "a.safetensors")
     continual = cozoo.continual.to_continual(model, pool_window=8).eval()
     assert saved["frames"].tolist() == list(range(continual.first_output, 20))
-    assert (saved["centre_frames"] == saved["frames"] - continual.delay).all()
+    # each step averages the last 8 frames: its source clip t-7..t is centred on t-3.5
+    assert (saved["centre_frames"] == saved["frames"] - 3.5).all()
     frames = eval_transform(cozoo.registry.get_config("late_fusion"), crop=24)(read_frames(videos / "a.mp4"))
     with torch.no_grad():  # clip mode of the same continual model: one output per stamped frame
         clip = continual.forward_head(continual.forward_features(frames[None]), pre_logits=True)[0].T

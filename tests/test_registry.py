@@ -82,6 +82,7 @@ def test_model_info_of_continual_model_has_schedule_and_weights():
     info = cozoo.model_info("cox3d_s")
     assert info["source"] == "x3d_s" and info["continual"]
     assert info["schedule"]["receptive_field"] == 69 and info["schedule"]["delay"] == 40
+    assert info["schedule"]["source_clip"] == 13  # a prediction pools the features of 13 frames
     assert info["weights"]["name"] == "x3d_s"
 
 

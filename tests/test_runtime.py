@@ -78,7 +78,7 @@ def test_cli_export_and_runtime_stream_equal_cozoo_stream(exported):
     predictions = list(runtime.stream_video(video))
     assert predictions and predictions[0].step == metadata["schedule"]["first_output"]
     assert [p.frame_index for p in predictions] == list(range(7, 24))
-    assert all(p.centre_frame == p.frame_index - 7 for p in predictions)
+    assert all(p.centre_frame == p.frame_index - 3.5 for p in predictions)  # source clip t-7..t
 
 
 def test_runtime_equals_stream_video_for_the_same_weights(tmp_path):
@@ -93,7 +93,8 @@ def test_runtime_equals_stream_video_for_the_same_weights(tmp_path):
                                       size=(40, 56))
     reference = load_model("coi3d_r50", checkpoint=checkpoint)
     model = fuse_conv_bn(reference.continual())
-    streamer = VideoStreamer(model, frame_transform(reference.config, 32), sampling_rate=1)
+    streamer = VideoStreamer(model, frame_transform(reference.config, 32), sampling_rate=1,
+                             target_fps=reference.config.target_fps)  # the exported metadata's frame rule
     expected = list(stream_video(streamer, video))
     runtime = OnnxVideoStreamer(tmp_path / "coi3d_r50.onnx", threads=1)
     got = list(runtime.stream_video(video))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib.image
@@ -88,7 +89,9 @@ def test_stream_equals_regular_model_on_the_last_window(video: tuple[Path, list[
     assert (streamer.frames_read, streamer.steps) == (20, 10)
     assert [p.frame_index for p in predictions] == [14, 16, 18]  # fed frames 0, 2, ..., 18; 8 to warm up
     assert [p.step for p in predictions] == [7, 8, 9]
-    assert [p.centre_frame for p in predictions] == [0, 2, 4]  # delay 7 steps = 14 video frames
+    # each averages the last 8 fed frames: its source clip, centred 7 video frames back
+    stamps = [(p.first_frame, p.clip_first, p.clip_last, p.centre_frame) for p in predictions]
+    assert stamps == [(0, 0, 14, 7.0), (2, 2, 16, 9.0), (4, 4, 18, 11.0)]
     fed = eval_transform(get_config("late_fusion"), crop=CROP)(read_frames(video[0]))[:, ::2]
     with torch.no_grad():
         for p in predictions:
@@ -109,8 +112,9 @@ def test_short_video_pads_with_its_last_frame(video: tuple[Path, list[str]]) -> 
     with torch.no_grad():
         torch.testing.assert_close(prediction.logits, regular(padded)[0], rtol=1e-4, atol=1e-5)
     assert streamer.pad_until_output() is None  # already warm
-    # tagged with the last real frame; centred on video frame (step - delay) * rate = (15 - 15) * 2
-    assert (prediction.frame_index, prediction.centre_frame) == (19, 0)
+    # tagged with the last real frame; its source clip starts at video frame (step - delay) * rate = 0 and
+    # stops at the last real frame (the padded steps repeat it)
+    assert (prediction.frame_index, prediction.clip_first, prediction.clip_last) == (19, 0, 19)
     with pytest.raises(ValueError, match="reset"):
         next(streamer.feed(read_frames(video[0])[:2]))
     padded_run = stream_video_to_end(streamer, video[0])  # the same, in one call
@@ -170,7 +174,10 @@ def test_cli_stream_prints_per_frame_predictions_and_plots(
     assert code == 0
     frame_lines = [line for line in out if line.startswith("frame ")]
     assert [int(line.split()[1]) for line in frame_lines] == list(range(7, 20))
-    assert [int(line.split()[3].rstrip("):")) for line in frame_lines] == list(range(0, 13))  # delay 7
+    stamps = [re.search(r"\(clip (\d+)-(\d+), centre ([\d.]+)\)", line).groups() for line in frame_lines]
+    # each averages the last 8 frames: the source clip t-7..t, centred on t-3.5
+    assert [(int(a), int(b), float(c)) for a, b, c in stamps] == [(t - 7, t, t - 3.5) for t in range(7, 20)]
+    assert "the source clip of 8 model frames from video frame f - 7 (centre about f - 3.5)" in out[0]
     for line in frame_lines:
         shown = line.split(": ", 1)[1].split(", ")
         assert len(shown) == 2 and all(s.rsplit(" ", 1)[0] in CLASSES for s in shown)
@@ -229,7 +236,8 @@ def test_cli_stream_errors(
     assert len(padded) == 1 and padded[0].endswith("[after 3 repeats of the last frame]")
     assert main(["stream", str(video[0]), *common, "--target-fps", "7.5"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert "frames 0.133 s apart (a 7.5 fps timeline)" in out[0] and "centred 14 video frames back" in out[0]
+    assert "frames 0.133 s apart (a 7.5 fps timeline)" in out[0]
+    assert "from video frame f - 14 (centre about f - 7)" in out[0]  # 8 steps of 2 video frames
     assert main(["stream", str(video[0]), *common, "--plot", str(tmp_path)]) == 2
     assert "is a directory; give a PNG file name" in capsys.readouterr().err
     whole = faststart_video(tmp_path / "whole.mp4", frames=40).read_bytes()
@@ -250,10 +258,10 @@ def test_target_fps_steps_by_time(tmp_path: Path) -> None:
         frames = [p.frame_index for p in stream_video(streamer, path)]
         steps[target] = (streamer.steps, frames[:4])
     assert steps == {None: (12, [0, 1, 2, 3]), 5.0: (6, [0, 2, 4, 6]), 20.0: (24, [0, 0, 1, 1])}
-    # Centre frames are video frames: 3 steps back on the 5 fps timeline are 6 frames of the 10 fps video.
+    # Stamps are video frames: the 4-step clip spans 6 frames of the 10 fps video on the 5 fps timeline.
     slower = VideoStreamer(to_continual(_tiny_late_fusion(), pool_window=4).eval(), transform, target_fps=5.0)
-    centred = [(p.frame_index, p.centre_frame) for p in stream_video(slower, path)]
-    assert centred == [(6, 0), (8, 2), (10, 4)]
+    centred = [(p.frame_index, p.clip_first, p.centre_frame) for p in stream_video(slower, path)]
+    assert centred == [(6, 0, 3.0), (8, 2, 5.0), (10, 4, 7.0)]
     with pytest.raises(ValueError, match="target_fps must be a positive number"):
         VideoStreamer(continual, transform, target_fps=float("inf"))
     with pytest.warns(UserWarning, match="frame rate is unknown"):

@@ -11,6 +11,7 @@ import json
 from cozoo import distributed
 from cozoo.data.kinetics import load_label_map
 from cozoo.evaluation.evaluate import (
+    DEFAULT_MODES,
     LoadedModel,
     evaluate,
     load_model,
@@ -18,6 +19,7 @@ from cozoo.evaluation.evaluate import (
     summary_lines,
     write_report,
 )
+from cozoo.factory import get_config
 
 
 def load_from_args(args: argparse.Namespace) -> LoadedModel:
@@ -28,6 +30,15 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
     if args.target_fps is not None or args.by_index:
         loaded.config = dataclasses.replace(loaded.config, target_fps=args.target_fps)
     return loaded
+
+
+def _modes(args: argparse.Namespace, loaded: LoadedModel) -> list[str]:
+    """``--modes``, or the modes ``--protocol`` stands for."""
+    if args.protocol is None:
+        return list(args.modes or DEFAULT_MODES)
+    if args.modes:
+        raise ValueError("pass either --modes or --protocol, not both")
+    return ["co3d"] if get_config(args.model).continual else ["clip"]
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -54,7 +65,8 @@ def _evaluate(args: argparse.Namespace, loaded: LoadedModel, device: object) -> 
         args.annotations,
         args.videos,
         split=args.split,
-        modes=args.modes,
+        modes=_modes(args, loaded),
+        frame_delay=args.frame_delay,
         num_clips=args.clips,
         num_crops=args.crops,
         crop=args.crop,

@@ -48,7 +48,8 @@ one. Reruns skip finished videos; ``torchrun -m cozoo extract ...`` shares the v
 
 # Kept equal to `cozoo.commands.flops.PROTOCOLS` and `cozoo.evaluation.evaluate.MODES` (tests/test_cli.py).
 PROTOCOLS = ("pytorchvideo", "co3d")
-MODES = ("clip", "multiview", "stream")
+MODES = ("clip", "multiview", "stream", "co3d")
+DEFAULT_MODES = ("clip", "multiview", "stream")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,7 +208,15 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--annotations", required=True, metavar="CSV", help="Kinetics annotation CSV")
     parser.add_argument("--videos", required=True, metavar="DIR", help="folder holding the videos")
     parser.add_argument("--split", help="keep only rows of this split (e.g. val)")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="protocols to run")
+    parser.add_argument("--modes", nargs="+", choices=MODES,
+                        help=f"results to compute (default: {' '.join(DEFAULT_MODES)}); co3d: the Co3D "
+                        "table's continual protocol (one clip stepped from zero padding, one output scored)")
+    parser.add_argument("--protocol", choices=("co3d",),
+                        help="evaluate as the Co3D table did: clip for a regular model, co3d for a continual "
+                        "one (e.g. cozoo eval --model cox3d_s_64 --protocol co3d)")
+    parser.add_argument("--frame-delay", type=int, default=0, metavar="N",
+                        help="co3d: Co3D's forward_frame_delay; the output of step max(delay, N - 1) is "
+                        "scored (default 0: step delay)")
     parser.add_argument("--clips", type=positive_int, default=10,
                         help="clips per video in multiview (default 10)")
     parser.add_argument("--crops", type=int, choices=(1, 3), default=3, help="crops per clip in multiview")

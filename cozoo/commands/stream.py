@@ -64,7 +64,8 @@ def _numbered(path: str | None, count: int) -> list[str] | None:
 
 def _line(prediction: FramePrediction, record: dict, several: bool) -> str:
     shown = ", ".join(f"{top['label']} {top['prob']:.3f}" for top in record["top"])
-    where = f"frame {prediction.frame_index:5d} (centre {prediction.centre_frame:5d})"
+    where = (f"frame {prediction.frame_index:5d} (clip {prediction.clip_first}-{prediction.clip_last}, "
+             f"centre {prediction.centre_frame:g})")
     notes = ""
     if record.get("padded"):
         notes += f"  [after {record['padded']} repeats of the last frame]"
@@ -101,11 +102,17 @@ def _header(args: argparse.Namespace, loaded: LoadedModel, streamer: VideoStream
         taken = f"frames {rate / streamer.target_fps:.3g} s apart (a {streamer.target_fps:g} fps timeline)"
     else:
         taken = f"every {rate} frame(s) of the video"
+    timing = streamer.stream.timing
+    if timing.recurrent:
+        stands_for = "each prediction at frame f stands for video frames 0 to f (recurrent state)"
+    else:
+        back, centre = timing.delay * per_step, (timing.delay - (timing.clip_length - 1) / 2) * per_step
+        stands_for = (f"each prediction at frame f stands for the source clip of {timing.clip_length} model "
+                      f"frames from video frame f - {back:g} (centre about f - {centre:g})")
     return (f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, {taken}; first "
             f"prediction after {streamer.first_output + 1} model steps (video frame {needed - 1}"
             f"{_seconds(needed, streamer.fps)}: {short_videos})"
-            f"{f', then one every {stride * per_step:g} video frames' if stride > 1 else ''}; each "
-            f"prediction is centred {streamer.delay * per_step:g} video frames back"
+            f"{f', then one every {stride * per_step:g} video frames' if stride > 1 else ''}; {stands_for}"
             f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"
             f"{'; steps replayed as CUDA graphs' if args.cuda_graphs else ''}")
 

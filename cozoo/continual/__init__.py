@@ -10,6 +10,7 @@ from cozoo.continual.pool import CoAvgPool3d, CoGlobalAvgPool3d, CoMaxPool3d
 from cozoo.continual.recurrent import CoFrameLSTM
 from cozoo.continual.stateless import CoFlatten, CoLinear, CoPerFrame, CoSqueezeExcitation, CoWindowMean
 from cozoo.continual.stream import Prediction, Stream
+from cozoo.continual.timing import FrameStamp, Timing, timing
 
 __all__ = [
     "CoAvgPool3d",
@@ -18,6 +19,8 @@ __all__ = [
     "CoPathways",
     "CoSplitPathways",
     "CudaGraphStepper",
+    "FrameStamp",
+    "Timing",
     "CoConv3d",
     "CoFlatten",
     "CoFrameLSTM",
@@ -37,5 +40,6 @@ __all__ = [
     "configure_pool_window",
     "convert_module",
     "register_continual",
+    "timing",
     "to_continual",
 ]

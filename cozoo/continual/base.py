@@ -10,9 +10,16 @@ Temporal bookkeeping, all in frames of the module's own input:
 * ``receptive_field``: input frames that one output depends on.
 * ``stride``: an output every ``stride`` input frames (in steady state).
 * ``temporal_padding``: zero padding the *source* (regular) layer applied at the start of the clip.
-* ``delay = receptive_field - temporal_padding - 1``: an output emitted at step ``t`` is the source
-  network's output centred on input frame ``t - delay``.
-* ``first_output``: index of the first step that yields an output (so ``first_output`` warm-up steps).
+* ``delay = receptive_field - temporal_padding - 1``: continual-inference's delay, the step of the first
+  output when the stream starts from the source's temporal zero padding (``warmup="padded"``); the output
+  at step ``t`` pools the source positions of input frames ``t - delay`` onwards (see `timing`).
+* ``first_output``: index of the first step that yields an output (so ``first_output`` warm-up steps); it
+  depends on the warm-up mode (``delay`` with ``warmup="padded"``).
+
+Two warm-up modes, chosen per stream by ``reset(warmup=...)``: ``"valid"`` (default) emits only outputs
+whose receptive field holds real frames; ``"padded"`` starts the state as the zero padding the source
+network sees at the start of a clip, so outputs begin at step ``delay`` (as in Co3D and continual-inference)
+and equal the source network's first outputs. From the valid mode's ``first_output`` on the two are equal.
 
 Clip mode computes exactly what stepping computes: temporal zero padding is dropped, and so are the
 source outputs that would have touched it (the Co3D "model shift"). `set_source_padding(True)`
@@ -42,7 +49,9 @@ class Schedule:
 
     ``first``: step of the first emission; ``stride``: steps between emissions; ``skip``: source elements
     dropped before the first emitted one (they depended on temporal padding); ``receptive_field`` and
-    ``padding``: input frames one element spans, and the source's aggregated temporal padding.
+    ``padding``: input frames one element spans, and the source's aggregated temporal padding; ``span``:
+    input frames whose source positions one element stands for (its stride, or a global pool's window);
+    ``padded``: the stream starts from the source's zero padding (``warmup="padded"``; then ``skip`` is 0).
     """
 
     first: int = 0
@@ -50,6 +59,8 @@ class Schedule:
     skip: int = 0
     receptive_field: int = 1
     padding: int = 0
+    span: int = 1
+    padded: bool = False
 
     @property
     def delay(self) -> int:
@@ -95,6 +106,31 @@ class ContinualModule:
         """Channel count a frame must have, where the module knows it."""
         return None
 
+    @property
+    def pooled_elements(self) -> int:
+        """Input elements whose source positions one output element stands for (see `Schedule.span`)."""
+        return self.stride
+
+    #: Whether the output carries information from every earlier frame (a recurrent state).
+    recurrent: bool = False
+
+    @property
+    def warmup(self) -> str:
+        """The stream's warm-up mode, ``"valid"`` or ``"padded"`` (set by `reset`)."""
+        return self.__dict__.get("_warmup", "valid")
+
+    def _padded_first(self) -> int:
+        """Warm-up hook: the input element at which the first output is emitted when the stream starts from
+        the source's zero padding (``temporal_padding`` zero elements stand in front of the first frame)."""
+        first = self.receptive_field - 1 - self.temporal_padding
+        if first < 0:
+            raise ValueError(
+                f"{type(self).__name__}: temporal padding {self.temporal_padding} exceeds its receptive "
+                f"field less one ({self.receptive_field - 1}); its first source outputs see padding only, so "
+                "it has no padded warm-up"
+            )
+        return first
+
     def _local_first(self, skip: int) -> tuple[int, int]:
         """(first output step, source outputs dropped) for an input that lost its first ``skip`` source
         elements. Strided layers use ``skip`` to keep the source network's sampling phase."""
@@ -105,7 +141,7 @@ class ContinualModule:
 
     def _schedule(self, inp: Schedule, bind: bool) -> Schedule:
         """The output schedule for input schedule ``inp``; ``bind`` stores what stepping needs."""
-        first, skip = self._local_first(inp.skip)
+        first, skip = (self._padded_first(), 0) if inp.padded else self._local_first(inp.skip)
         if bind:
             self._bind(inp)
         return Schedule(
@@ -114,15 +150,24 @@ class ContinualModule:
             skip=skip,
             receptive_field=inp.receptive_field + (self.receptive_field - 1) * inp.stride,
             padding=inp.padding + self.temporal_padding * inp.stride,
+            span=inp.span + (self.pooled_elements - 1) * inp.stride,
+            padded=inp.padded,
         )
 
     def bind_schedule(self) -> Schedule:
         """Align every strided layer and merge in this module as the top of a stream; returns its schedule.
 
-        The top also records how many frames a clip needs for one output (see `_check_clip`); binding
-        a container makes it the top, so nested containers forget theirs."""
-        schedule = self._schedule(Schedule(), bind=True)
+        Both warm-up modes are bound (merges keep one alignment per mode); a module that cannot start
+        from padding records why, and `reset` raises it for ``warmup="padded"``. The top also records
+        how many frames a clip needs for one output (see `_check_clip`); binding a container makes it
+        the top, so nested containers forget theirs."""
         assert isinstance(self, nn.Module)
+        try:
+            self._schedule(Schedule(padded=True), bind=True)
+            self.__dict__.pop("_no_padded_warmup", None)
+        except ValueError as error:
+            self.__dict__["_no_padded_warmup"] = str(error)
+        schedule = self._schedule(Schedule(), bind=True)
         for module in self.modules():
             module.__dict__.pop("_clip_frames_needed", None)
         if isinstance(schedule, Schedule):
@@ -174,19 +219,24 @@ class ContinualModule:
 
         With gradients enabled, autograd records every step through the model's state, as through an
         RNN's (memory grows with the stream): run inference under ``torch.no_grad()``, or use `stream`.
-        A step that raises resets the model (its state would be half-updated)."""
+        A step that raises resets the model (its state would be half-updated), keeping its warm-up mode."""
         self._check_frame(frame)
         try:
             return self._step(frame)
         except BaseException:
-            self.reset()
+            self.reset(warmup=self.warmup)
             raise
 
-    def forward_steps(self, frames: torch.Tensor) -> torch.Tensor | None:
-        """Feed ``frames`` (N, C, T, ...) one by one; returns the outputs stacked on dim 2, or ``None``."""
+    def forward_steps(self, frames: torch.Tensor, warmup: str | None = None) -> torch.Tensor | None:
+        """Feed ``frames`` (N, C, T, ...) one by one; returns the outputs stacked on dim 2, or ``None``.
+
+        ``warmup`` (``"valid"`` or ``"padded"``, see `reset`) starts a new stream first; ``None`` continues
+        the current one."""
         if not isinstance(frames, torch.Tensor) or frames.dim() < 3:
             raise StreamError(f"forward_steps expects a tensor (N, C, T, ...), got {_describe(frames)}")
         self._check_clip_rank(frames, "forward_steps expects frames")
+        if warmup is not None:
+            self.reset(warmup=warmup)
         outputs = []
         for t in range(frames.shape[2]):
             out = self.forward_step(frames[:, :, t])
@@ -198,20 +248,30 @@ class ContinualModule:
     #: module, which therefore cannot name it), and importing `cozoo.continual` always imports that module.
     stream_class: type | None = None
 
-    def stream(self, cuda_graphs: bool = False, features: bool = False):  # -> cozoo.continual.stream.Stream
+    def stream(
+        self, cuda_graphs: bool = False, features: bool = False, warmup: str = "valid"
+    ):  # -> cozoo.continual.stream.Stream
         """A `Stream` over this model (resets it): ``stream.push(frame)`` returns a `Prediction` or None.
         ``cuda_graphs``: replay steps as CUDA graphs (a model on a CUDA device); ``features``: predictions
-        carry each step's pooled features instead of logits."""
+        carry each step's pooled features instead of logits; ``warmup``: see `reset`."""
         assert ContinualModule.stream_class is not None, "cozoo.continual.stream registers Stream on import"
-        return ContinualModule.stream_class(self, cuda_graphs=cuda_graphs, features=features)
+        return ContinualModule.stream_class(self, cuda_graphs=cuda_graphs, features=features, warmup=warmup)
 
-    def reset(self) -> None:
-        """Forget the stream: drop all state in this module and its children."""
+    def reset(self, warmup: str = "valid") -> None:
+        """Forget the stream: drop all state in this module and its children, and start the next one in
+        warm-up mode ``warmup``: ``"valid"`` emits only outputs whose receptive field holds real frames
+        (from step ``first_output``); ``"padded"`` starts every layer's state as the source network's
+        temporal zero padding, so outputs begin at step ``delay`` (Co3D's and continual-inference's
+        transient outputs), equal to the valid mode's from its ``first_output`` on."""
+        check_warmup(warmup)
         assert isinstance(self, nn.Module)
+        if warmup == "padded" and "_no_padded_warmup" in self.__dict__:
+            raise ValueError(self.__dict__["_no_padded_warmup"])
         for module in self.modules():
             if isinstance(module, ContinualModule):
                 module._reset_state()
                 module.__dict__.pop("_stream_signature", None)
+                module.__dict__["_warmup"] = warmup
 
     @property
     def in_stream(self) -> bool:
@@ -309,6 +369,8 @@ class WindowedLayer(ContinualModule):
 
     @property
     def first_output(self) -> int:
+        if self.warmup == "padded":
+            return self._padded_first()
         return self.phase_offset + self.receptive_field - 1
 
     def _local_first(self, skip: int) -> tuple[int, int]:
@@ -316,7 +378,13 @@ class WindowedLayer(ContinualModule):
         return offset + self.receptive_field - 1, dropped
 
     def _bind(self, inp: Schedule) -> None:
-        self.input_skip = inp.skip
+        if not inp.padded:  # a padded stream keeps the source's own phase: no skip to remember
+            self.input_skip = inp.skip
+
+    def initial_state_value(self) -> float:
+        """Warm-up hook: the value a new state buffer holds, i.e. what the source pads with (zeros; a
+        max pool ignores its padding, which -inf stands for). Read only by ``warmup="padded"``."""
+        return 0.0
 
     def _tick(self) -> bool:
         """Count one input step (``self._steps``, periodic once past the first output); whether the
@@ -324,6 +392,15 @@ class WindowedLayer(ContinualModule):
         step = self._steps
         self._steps = advance(step, self.first_output, self.stride_t)
         return emits(step, self.first_output, self.stride_t)
+
+
+WARMUP_MODES = ("valid", "padded")
+
+
+def check_warmup(warmup: object) -> None:
+    """Refuse a warm-up mode other than ``"valid"`` or ``"padded"``."""
+    if warmup not in WARMUP_MODES:
+        raise ValueError(f"warmup must be 'valid' or 'padded', got {warmup!r}")
 
 
 def check_state_names(module: object, given: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> None:

@@ -32,7 +32,7 @@ class ScheduledContainer(ContinualModule):
     """Temporal properties of a container, read off the schedule of its children as a stand-alone stream."""
 
     def _own_schedule(self) -> Schedule:
-        schedule = self._schedule(Schedule(), bind=False)
+        schedule = self._schedule(Schedule(padded=self.warmup == "padded"), bind=False)
         if isinstance(schedule, list):
             raise TypeError(f"{type(self).__name__} outputs several pathways; ask each for its schedule")
         return schedule
@@ -173,7 +173,8 @@ class Alignment:
             skip = trigger.skip + warm
         self.paths = list(paths)
         widest = max(paths, key=lambda p: p.receptive_field)
-        self.output = Schedule(first, top, skip, widest.receptive_field, widest.padding)
+        self.output = Schedule(first, top, skip, widest.receptive_field, widest.padding,
+                               max(p.span for p in paths), paths[0].padded)
 
     def fifo_depth(self, path: int) -> int:
         """Step-mode FIFO length of a non-trigger path: ``lag`` if read before its push, else ``lag + 1``."""
@@ -200,12 +201,15 @@ class AlignedMerge(ScheduledContainer, nn.Module):
 
     def _align(self, paths: Sequence[Schedule], bind: bool) -> Schedule:
         alignment = Alignment(paths, self.merge_mode)
-        if bind:
-            self.__dict__["_alignment"] = alignment
+        if bind:  # one per warm-up mode
+            self.__dict__["_padded_alignment" if paths[0].padded else "_alignment"] = alignment
         return alignment.output
 
     @property
     def alignment(self) -> Alignment:
+        """The pairing of the current warm-up mode's stream (clip mode uses the valid one)."""
+        if self.warmup == "padded" and "_padded_alignment" in self.__dict__:
+            return self.__dict__["_padded_alignment"]
         return self.__dict__["_alignment"]
 
     def _reset_state(self) -> None:

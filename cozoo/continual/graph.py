@@ -28,15 +28,19 @@ class CudaGraphStepper:
     in the model's own ``forward_step`` once captured (its step counters stay at the capture's phase).
     ``compile=True`` compiles the step (TorchInductor) before capturing it: fewer, fused kernels.
     ``features=True`` steps ``model.forward_step_features`` (pooled features, no classifier) instead.
+    ``warmup``: the stream's warm-up mode (see `ContinualModule.reset`); eager steps run until that mode's
+    first output plus one period (the attribute ``warmup`` counts the steps run before capture).
     """
 
     def __init__(
-        self, model: nn.Module, example_frame: torch.Tensor, compile: bool = False, features: bool = False
+        self, model: nn.Module, example_frame: torch.Tensor, compile: bool = False, features: bool = False,
+        warmup: str = "valid",
     ) -> None:
         if not isinstance(model, ContinualModule):
             raise TypeError(f"{type(model).__name__} is not a continual model")
         if not example_frame.is_cuda:
             raise ValueError("CudaGraphStepper needs a CUDA frame (and model); CPU steps run eagerly")
+        model.reset(warmup=warmup)  # the schedule below is the warm-up mode's
         self.model = model
         self.period = model.stride
         # Eager steps until every module has emitted and allocated its state (steady state); with
@@ -51,7 +55,6 @@ class CudaGraphStepper:
         self._outputs: list[torch.Tensor | None] = []
         self._steps = 0
         self._phase = 0
-        model.reset()
 
     @property
     def captured(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,7 +62,7 @@ class _CoPool3d(WindowedLayer, nn.Module):
             return self._pool(frame.unsqueeze(2), 1, 0).squeeze(2) if emit else None
         if self._state is None:
             n, c, h, w = frame.shape
-            self._state = frame.new_zeros(n, c, self.kernel_t, h, w)
+            self._state = frame.new_full((n, c, self.kernel_t, h, w), self.initial_state_value())
         self._state = shift_in(self._state, frame)
         return self._pool(self._state, 1, 0).squeeze(2) if emit else None
 
@@ -79,6 +81,9 @@ class CoMaxPool3d(_CoPool3d):
             (padding_t, *self.spatial_padding),
         )
 
+    def initial_state_value(self) -> float:
+        return -math.inf  # torch's max pool ignores padded positions
+
 
 class CoAvgPool3d(_CoPool3d):
     """Continual ``nn.AvgPool3d`` (same spatial padding semantics as the source)."""
@@ -93,6 +98,12 @@ class CoAvgPool3d(_CoPool3d):
             x, (self.kernel_t, *self.spatial_kernel), (stride_t, *self.spatial_stride),
             (padding_t, *self.spatial_padding), count_include_pad=self.source.count_include_pad,
         )
+
+    def _padded_first(self) -> int:
+        if self.padding_t and not self.source.count_include_pad:
+            raise ValueError("AvgPool3d with temporal padding and count_include_pad=False divides its first "
+                             "outputs by their real frames only: it has no padded warm-up")
+        return super()._padded_first()
 
 
 class CoGlobalAvgPool3d(ContinualModule, nn.Module):
@@ -139,6 +150,10 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
     @property
     def first_output(self) -> int:
         return self.window - 1
+
+    @property
+    def pooled_elements(self) -> int:
+        return self.window
 
     def _local_first(self, skip: int) -> tuple[int, int]:
         return self.window - 1, 0

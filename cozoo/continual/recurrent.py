@@ -16,6 +16,8 @@ class CoFrameLSTM(ContinualModule, FrameLSTM):
     computes; with source padding on it behaves like the source (honouring ``last_only``).
     """
 
+    recurrent = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.source_padding:
             return FrameLSTM.forward(self, x)

@@ -8,27 +8,48 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cozoo.continual.base import ContinualModule
+from cozoo.continual.base import ContinualModule, check_warmup
 from cozoo.continual.graph import CudaGraphStepper
+from cozoo.continual.timing import FrameStamp, Timing, timing
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """Model output for one step. ``frame_index`` is the 0-based index of the frame just pushed;
-    ``centre_frame = frame_index - delay`` is the frame the source network's output is centred on.
-    A features stream (``Stream(model, features=True)``) gives ``features`` (N, F) and no ``logits``."""
+    """Model output for one step, stamped with the input frames it stands for (see `cozoo.continual.timing`).
+
+    ``frame_index``: the 0-based index of the frame just pushed (= ``last_frame``); ``first_frame``: the
+    first frame of its receptive field; ``clip_first .. clip_last``: its source clip, the frames whose pooled
+    source positions it averages; ``centre_frame``: that clip's middle (a float: x.5 for even lengths).
+    A features stream (``Stream(model, features=True)``) gives ``features`` (N, F) and no ``logits``.
+    """
 
     logits: torch.Tensor | None
     frame_index: int
-    centre_frame: int
+    first_frame: int
+    clip_first: int
+    clip_last: int
     features: torch.Tensor | None = None
 
+    @property
+    def last_frame(self) -> int:
+        return self.frame_index
 
-def stamp(logits: torch.Tensor | None, frame_index: int, delay: int,
+    @property
+    def centre_frame(self) -> float:
+        return (self.clip_first + self.clip_last) / 2
+
+    @property
+    def stamp(self) -> FrameStamp:
+        return FrameStamp(self.first_frame, self.frame_index, self.clip_first, self.clip_last)
+
+
+def stamp(logits: torch.Tensor | None, frame_index: int, timing: Timing,
           features: torch.Tensor | None = None) -> Prediction:
-    """The `Prediction` for frame ``frame_index`` of one stream; `Stream` and `StreamPool` stamp their
-    outputs here, so both carry the same fields."""
-    return Prediction(logits, frame_index, frame_index - delay, features=features)
+    """The `Prediction` for frame ``frame_index`` of one stream of a model with this `Timing`; `Stream` and
+    `StreamPool` stamp their outputs here, so both carry the same fields."""
+    frames = timing.stamp(frame_index)
+    return Prediction(logits, frame_index, frames.first_frame, frames.clip_first, frames.clip_last,
+                      features=features)
 
 
 class Stream:
@@ -38,10 +59,15 @@ class Stream:
     temporal stride skips. Creating a stream resets the model. ``cuda_graphs=True`` (a model on a CUDA
     device) replays the steady-state step as CUDA graphs (`CudaGraphStepper`): same outputs, far less
     launch overhead per frame. ``features=True``: each prediction carries the step's pooled features
-    (the classifier's input, ``model.forward_step_features``) instead of logits.
+    (the classifier's input, ``model.forward_step_features``) instead of logits. ``warmup="padded"`` starts
+    from the source's zero padding: predictions from step ``delay`` on instead of ``first_output`` (see
+    `ContinualModule.reset`).
     """
 
-    def __init__(self, model: nn.Module, cuda_graphs: bool = False, features: bool = False) -> None:
+    def __init__(
+        self, model: nn.Module, cuda_graphs: bool = False, features: bool = False, warmup: str = "valid"
+    ) -> None:
+        check_warmup(warmup)
         if not isinstance(model, ContinualModule):
             raise TypeError(f"{type(model).__name__} is not continual; convert it with to_continual()")
         if features and not hasattr(model, "forward_step_features"):
@@ -59,6 +85,7 @@ class Stream:
         self.model = model
         self.cuda_graphs = cuda_graphs
         self.features = features
+        self.warmup = warmup
         self._stepper: CudaGraphStepper | None = None
         self.reset()
 
@@ -78,7 +105,8 @@ class Stream:
             self.reset()  # reads the schedule as it is now
         if self.cuda_graphs:
             if self._stepper is None:
-                self._stepper = CudaGraphStepper(self.model, frame, features=self.features)
+                self._stepper = CudaGraphStepper(self.model, frame, features=self.features,
+                                                 warmup=self.warmup)
             out = self._stepper.step(frame)
             out = None if out is None else out.clone()  # the graphs' output buffer is overwritten later
         elif self.features:
@@ -90,21 +118,22 @@ class Stream:
         if out is None:
             return None
         if self.features:
-            return stamp(None, index, self.delay, features=out)
+            return stamp(None, index, self.timing, features=out)
         if not self._warned_nonfinite and out.device.type == "cpu" and not bool(torch.isfinite(out).all()):
             # CPU only: on CUDA the check would wait for the step to finish (a sync per prediction)
             self._warned_nonfinite = True
             warnings.warn(f"the prediction at frame {index} is NaN or infinite: a frame pushed within the "
                           "receptive field holds NaN or Inf values (check the decoding and normalisation)",
                           RuntimeWarning, stacklevel=2)
-        return stamp(out, index, self.delay)
+        return stamp(out, index, self.timing)
 
     def reset(self) -> None:
         """Start a new stream. The model's schedule is read here, once: a container derives it by walking
         all its layers, which is too slow to repeat on every frame."""
-        self.model.reset()
+        self.model.reset(warmup=self.warmup)
         self._stepper = None
         self.frames_seen = 0
+        self.timing: Timing = timing(self.model)
         self._warned_nonfinite = False
         self.delay: int = self.model.delay
         self.first_output: int = self.model.first_output

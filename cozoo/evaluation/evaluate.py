@@ -8,6 +8,13 @@
   ``stream_last`` scores the prediction at the video's last fed frame, ``stream_mean`` the softmax
   averaged over all predictions after warm-up. A video shorter than the warm-up is extended by
   repeating its last frame (the clip samplers' rule for short videos) and counted in ``padded_videos``.
+  Each prediction stands for its source clip, which starts ``delay`` steps before it (see
+  `cozoo.continual.timing`): the last prediction's clip ends ``delay - clip_length + 1`` steps before the
+  last fed frame.
+* ``co3d``: the Co3D table's protocol for continual models: one centre clip of ``step + 1`` frames per
+  video (the last frame repeated for short videos), stepped from the source's zero padding
+  (``warmup="padded"``), scored by the output at step ``step = max(delay, frame_delay - 1)`` (Co3D's
+  ``max(receptive_field - padding - 1, forward_frame_delay - 1)``; e.g. 91 for CoX3D-S_64).
 
 Accuracies are fractions in [0, 1]; "top5" is top-min(5, classes). Confusion matrices count videos with
 rows = true class and columns = predicted (top-1) class.
@@ -48,7 +55,8 @@ from cozoo.weights.converters import CheckpointMismatchError
 from cozoo.weights.load import WeightsFormatError, fit_state_dict, read_checkpoint
 from cozoo.weights.manifest import manifest_entry
 
-MODES = ("clip", "multiview", "stream")
+MODES = ("clip", "multiview", "stream", "co3d")
+DEFAULT_MODES = ("clip", "multiview", "stream")
 TOP_K = (1, 5)
 
 
@@ -409,6 +417,38 @@ def predict_streams(
     return {"last": last, "mean": mean, "targets": targets, "padded_videos": int(counts[0])}
 
 
+def co3d_step(continual: nn.Module, frame_delay: int = 0) -> int:
+    """The step the ``co3d`` protocol scores: ``max(delay, frame_delay - 1)``, which must be a step on
+    which the model emits with a padded warm-up (``delay`` plus a multiple of its stride)."""
+    if frame_delay < 0:
+        raise ValueError(f"frame_delay must be >= 0, got {frame_delay}")
+    delay, stride = int(continual.delay), int(continual.stride)
+    step = max(delay, frame_delay - 1)
+    if (step - delay) % stride:
+        raise ValueError(f"frame_delay {frame_delay} scores step {step}, on which the model emits nothing "
+                         f"(it emits at steps {delay} + k * {stride}); pass a frame_delay one above such a "
+                         "step")
+    return step
+
+
+class PaddedLastStep(nn.Module):
+    """Clip (N, C, T, H, W) -> the continual model's output at step T - 1 of a stream started from the
+    source's zero padding (``warmup="padded"``): the ``co3d`` protocol's score of a clip."""
+
+    def __init__(self, continual: nn.Module) -> None:
+        super().__init__()
+        self.continual = continual
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        self.continual.reset(warmup="padded")
+        for t in range(clips.shape[2] - 1):
+            self.continual.forward_step(clips[:, :, t])
+        out = self.continual.forward_step(clips[:, :, -1])
+        if out is None:
+            raise ValueError(f"the model emits nothing at step {clips.shape[2] - 1} (see co3d_step)")
+        return out.flatten(1)
+
+
 # -- the whole evaluation -----------------------------------------------------------------------------
 
 
@@ -418,7 +458,7 @@ def evaluate(
     video_root: PathLike,
     *,
     split: str | None = None,
-    modes: Sequence[str] = MODES,
+    modes: Sequence[str] = DEFAULT_MODES,
     num_clips: int = 10,
     num_crops: int = 3,
     crop: int | None = None,
@@ -428,13 +468,14 @@ def evaluate(
     device: torch.device | str = "cpu",
     out_dir: PathLike | None = None,
     progress: bool = False,
+    frame_delay: int = 0,
 ) -> dict[str, Any]:
     """Evaluate ``loaded`` on the videos of ``annotations`` under ``modes``; returns the metrics dict.
 
     ``crop`` overrides the test crop (and short side); ``sampling_rate`` the streaming frame step (default:
-    the model's clip sampling rate). With ``out_dir``, writes ``metrics.json`` and one
-    ``confusion_<result>.png`` per result there (rank 0 only). ``progress``: a bar per protocol on standard
-    error.
+    the model's clip sampling rate); ``frame_delay`` is Co3D's ``forward_frame_delay`` for ``co3d`` (see
+    `co3d_step`). With ``out_dir``, writes ``metrics.json`` and one ``confusion_<result>.png`` per result
+    there (rank 0 only). ``progress``: a bar per protocol on standard error.
 
     Under torchrun (inside `cozoo.distributed.session`) every process probes the videos, scores its share
     of them and gathers the rest: the metrics are those of one process (``seconds`` aside; sums of softmax
@@ -470,14 +511,16 @@ def evaluate(
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
 
-    def run_views(ds: KineticsDataset, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_views(
+        ds: KineticsDataset, what: str, net: nn.Module = model
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         loader = DataLoader(ds, batch_size=batch_size, sampler=distributed.ShardSampler(len(ds)),
                             num_workers=num_workers)
         batches = tqdm(loader, total=len(loader), unit="batch", desc=what, leave=False, file=sys.stderr,
                        disable=not progress)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = predict_videos(model, batches, len(ds.videos), loaded.num_classes, device)
+            result = predict_videos(net, batches, len(ds.videos), loaded.num_classes, device)
         _warn_once_per_video(caught, told_short)
         told_short.update(_short_videos(caught))
         return result
@@ -515,6 +558,18 @@ def evaluate(
             warnings.simplefilter("ignore", CorruptVideoWarning)
             results["stream_mean"] = {**scored("stream", out["mean"], out["targets"]), **facts}
         seconds["stream"] = time.perf_counter() - start
+    if "co3d" in modes:
+        start = time.perf_counter()
+        continual = loaded.continual().to(device)
+        step = co3d_step(continual, frame_delay)
+        rate = config.sampling_rate if sampling_rate is None else sampling_rate
+        clips = build_dataset(kept, video_root, training=False, probe=False, frames=step + 1,
+                              sampling_rate=rate, **common)
+        views = run_views(clips, "co3d", PaddedLastStep(continual))
+        results["co3d"] = {**scored("co3d", *views), "clips": 1, "crops": 1, "frames": step + 1,
+                           "scored_step": step, "warmup": "padded", "sampling_rate": rate,
+                           "pool_window": loaded.pool_window}
+        seconds["co3d"] = time.perf_counter() - start
     metrics = {
         "model": loaded.name,
         "regular_model": config.name,
@@ -581,7 +636,10 @@ def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
     top = min(5, len(metrics["classes"]))  # "top5" is top-min(5, classes)
     lines.append(f"{'result':12s} {'top-1 %':>8s} {f'top-{top} %':>8s}  protocol")
     for result, values in metrics["results"].items():
-        if "clips" in values:
+        if "scored_step" in values:
+            protocol = (f"Co3D: 1 clip of {values['frames']} frames, padded warm-up, output of step "
+                        f"{values['scored_step']}, pool window {values['pool_window']}")
+        elif "clips" in values:
             protocol = f"{values['clips']} clip(s) x {values['crops']} crop(s)"
         else:
             protocol = (f"continual, every {values['sampling_rate']} frame(s), pool window "

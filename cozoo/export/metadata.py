@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cozoo.continual.timing import timing
 from cozoo.export.step import StateLayout
 from cozoo.runtime.metadata import (
     FORMAT,
@@ -24,7 +25,9 @@ WARM_UP_RULE = (
     "Start a stream with every state input at its initial value (zeros; state.step 0) and feed each step's "
     "next_state.* outputs back as the next step's state.* inputs. Step t (0-based) gives a prediction iff "
     "the output 'valid' is true, i.e. t >= first_output and (t - first_output) % stride == 0; logits of "
-    "other steps are not predictions. A prediction at step t is centred on step t - delay."
+    "other steps are not predictions. A prediction at step t stands for the source clip of schedule."
+    "source_clip steps from step t - delay (its centre: t - delay + (source_clip - 1) / 2; a recurrent "
+    "model's: steps 0 to t)."
 )
 
 
@@ -67,6 +70,8 @@ def build_metadata(
             "delay": int(model.delay),  # type: ignore[attr-defined]
             "first_output": int(model.first_output),  # type: ignore[attr-defined]
             "stride": stride,
+            "source_clip": timing(model).clip_length,
+            "recurrent": timing(model).recurrent,
         },
         "warm_up": WARM_UP_RULE,
         "phases": {

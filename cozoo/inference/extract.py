@@ -6,8 +6,9 @@ safetensors file per video, stamped with the video frames the features belong to
   (``forward_head(forward_features(clip), pre_logits=True)``), ``frames`` (clips, T) the video frames of each.
 * ``stream`` protocol (a continual model): the video steps through the model frame by frame as in
   ``cozoo stream``; ``features`` (steps, F) are the pooled features of every step with an output
-  (``Stream(features=True)``), ``frames`` (steps,) the video frame just fed and ``centre_frames`` (steps,)
-  the frame each step's window is centred on. A video shorter than the warm-up repeats its last frame.
+  (``Stream(features=True)``), ``frames`` (steps,) the video frame just fed and ``centre_frames`` (steps,
+  float) the middle of each step's source clip (see `cozoo.continual.timing`). A video shorter than the
+  warm-up repeats its last frame.
 
 Files are written atomically, so an existing file is a finished video: a rerun skips it (resumable).
 Under torchrun every process takes its share of the videos.
@@ -114,7 +115,7 @@ def stream_features(streamer: VideoStreamer, path: Path) -> dict[str, torch.Tens
     return {
         "features": torch.stack([p.features for p in predictions]).float().contiguous(),  # type: ignore[misc]
         "frames": torch.tensor([p.frame_index for p in predictions], dtype=torch.long),
-        "centre_frames": torch.tensor([p.centre_frame for p in predictions], dtype=torch.long),
+        "centre_frames": torch.tensor([p.centre_frame for p in predictions], dtype=torch.float64),
     }
 
 

@@ -9,6 +9,7 @@ for all sources, each source's predictions equal to its own stream run alone.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -63,12 +64,17 @@ class StepLog:
 
 
 def stamp(out: Prediction, log: StepLog) -> tuple[FramePrediction, float | None, float | None]:
-    """The one place a model output is tied to video frames: the `FramePrediction` (frame just fed, the
-    frame the clip would be centred on, step) and those two frames' pts."""
+    """The one place a model output is tied to video frames: the `FramePrediction` (frame just fed, step,
+    the video frames of its receptive field and source clip, see `cozoo.continual.timing`) and the pts of
+    the frame just fed and of the source clip's centre step. A receptive field reaching back past the log
+    starts at the oldest logged frame."""
     frame, pts = log[out.frame_index]
-    centre, centre_pts = log[max(out.centre_frame, 0)]
+    first = log[max(out.first_frame, log.steps - len(log.entries))][0]
+    clip_first, clip_last = log[out.clip_first][0], log[out.clip_last][0]
+    centre_pts = log[math.floor(out.centre_frame)][1]
     logits = out.logits[0] if out.logits.ndim == 2 else out.logits
-    return FramePrediction(frame, centre, out.frame_index, logits.detach().cpu()), pts, centre_pts
+    prediction = FramePrediction(frame, out.frame_index, logits.detach().cpu(), first, clip_first, clip_last)
+    return prediction, pts, centre_pts
 
 
 @dataclass
@@ -146,7 +152,7 @@ class LiveRunner:
         self.first_output = int(model.first_output)
         self.buffer = FrameBuffer(len(self.sources), options.capacity,
                                   [s.live or options.realtime for s in self.sources])
-        self.runs = [SourceRun(spec, i, self.batcher.open(), StepLog(self.delay + 2))
+        self.runs = [SourceRun(spec, i, self.batcher.open(), StepLog(int(model.receptive_field) + 2))
                      for i, spec in enumerate(self.sources)]
         self.warnings: list[str] = []
         self.interrupted = False
@@ -234,7 +240,9 @@ class LiveRunner:
                                                           strict=True)]
         record = {"type": "prediction", "source": run.spec.text, "source_index": run.index,
                   "segment": run.segment, "step": prediction.step, "frame": prediction.frame_index,
-                  "centre_frame": prediction.centre_frame, "pts": pts, "centre_pts": centre_pts,
+                  "first_frame": prediction.first_frame, "clip_first": prediction.clip_first,
+                  "clip_last": prediction.clip_last, "centre_frame": prediction.centre_frame, "pts": pts,
+                  "centre_pts": centre_pts,
                   "lag": None if due is None else round(max(time.monotonic() - due, 0.0), 4),
                   "top": [{"label": name, "index": int(i), "prob": round(float(p), 6)}
                           for (name, p), i in zip(run.latest, top.indices.tolist(), strict=True)]}

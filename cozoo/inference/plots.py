@@ -56,8 +56,9 @@ def plot_probabilities(
 
 
 def plotted_frame(prediction: FramePrediction) -> int:
-    """The video frame a prediction is about: its centre frame (``frame_index`` minus the delay), falling
-    back on the frame that emitted it for a prediction without one."""
+    """The video frame a prediction is about: the middle of its source clip (the lower middle frame of an
+    even clip, see `cozoo.continual.timing`), falling back on the frame that emitted it for a prediction
+    without one."""
     return int(getattr(prediction, "centre_frame", prediction.frame_index))
 
 

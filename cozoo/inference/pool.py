@@ -32,6 +32,7 @@ from cozoo.continual.base import ContinualModule, StreamError
 from cozoo.continual.fastpath import fast_steps
 from cozoo.continual.state import StateKey, StateLayout
 from cozoo.continual.stream import Prediction, stamp
+from cozoo.continual.timing import timing
 from cozoo.inference.slots import Group, SlotError, SlotTable, next_phase
 
 __all__ = ["SlotError", "StreamPool"]
@@ -64,6 +65,7 @@ class StreamPool:
         self.cuda_graphs = cuda_graphs
         self.dtype, self.device = param.dtype, param.device
         self.delay, self.first_output, self.stride = model.delay, model.first_output, model.stride
+        self.timing = timing(model)  # stamps each prediction with its frames
         # Every module has emitted and allocated its state after first_output + stride frames; from then
         # on the step repeats with the model's stride (as `CudaGraphStepper` relies on too).
         self._slots = SlotTable(capacity, self.first_output, self.stride,
@@ -148,7 +150,7 @@ class StreamPool:
                 assert stream_id is not None
                 logits = None if out is None else out[row : row + 1].clone()
                 index = plan.frame_index[row]
-                predictions[stream_id] = None if logits is None else stamp(logits, index, self.delay)
+                predictions[stream_id] = None if logits is None else stamp(logits, index, self.timing)
         return {stream_id: predictions[stream_id] for stream_id in frames}
 
     def _check_frame(self, stream_id: int, frame: object) -> None:

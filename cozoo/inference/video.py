@@ -60,17 +60,28 @@ def frame_transform(config: ModelConfig, crop: int | None = None) -> FrameTransf
 
 @dataclass(frozen=True)
 class FramePrediction:
-    """The model's output after video frame ``frame_index`` (the ``step``-th frame it was fed).
-
-    ``centre_frame``: the video frame the source network's clip would be centred on (``frame_index``
-    minus the model's delay, in video frames).
+    """The model's output after video frame ``frame_index`` (the ``step``-th frame it was fed), stamped in
+    video frames (see `cozoo.continual.timing`): ``first_frame .. frame_index`` is what its receptive field
+    spans, ``clip_first .. clip_last`` its source clip (the frames the regular model's clip would sample)
+    and ``centre_frame`` that clip's middle. Stamps of steps padded past the video's end stop at its last
+    frame.
     """
 
     frame_index: int
-    centre_frame: int
     step: int
     logits: torch.Tensor | None
+    first_frame: int
+    clip_first: int
+    clip_last: int
     features: torch.Tensor | None = None  # a features stream's (``VideoStreamer(features=True)``)
+
+    @property
+    def last_frame(self) -> int:
+        return self.frame_index
+
+    @property
+    def centre_frame(self) -> float:
+        return (self.clip_first + self.clip_last) / 2
 
     @property
     def probs(self) -> torch.Tensor:
@@ -97,6 +108,7 @@ class VideoStreamer:
         device: torch.device | str = "cpu",
         cuda_graphs: bool = False,
         target_fps: float | None = None,
+        warmup: str = "valid",
         features: bool = False,
     ) -> None:
         if sampling_rate < 1:
@@ -109,7 +121,7 @@ class VideoStreamer:
         self.transform = transform
         self.sampling_rate = sampling_rate
         self.device = torch.device(device)
-        self.stream = Stream(model, cuda_graphs=cuda_graphs, features=features)
+        self.stream = Stream(model, cuda_graphs=cuda_graphs, features=features, warmup=warmup)
         self.frames_read = 0
         self.steps = 0
         self.padded = 0
@@ -117,7 +129,8 @@ class VideoStreamer:
 
     @property
     def delay(self) -> int:
-        """Model steps between a frame and the prediction centred on it."""
+        """Model steps from the first frame of a prediction's source clip to the prediction (see
+        `cozoo.continual.timing`)."""
         return self.stream.delay
 
     @property
@@ -135,11 +148,13 @@ class VideoStreamer:
         self.steps += 1
         if out is None:
             return None
-        # Padded steps extend the timeline past the last real frame: the centre is at most that frame.
-        centre = min(self.video_frame(out.centre_frame), frame_index)
+        # Padded steps extend the timeline past the last real frame: stamps stop at that frame.
+        first, clip_first, clip_last = (min(self.video_frame(step), frame_index)
+                                        for step in (out.first_frame, out.clip_first, out.clip_last))
+        stamps = (first, clip_first, clip_last)
         if out.logits is None:
-            return FramePrediction(frame_index, centre, out.frame_index, None, out.features[0].cpu())  # type: ignore[index]
-        return FramePrediction(frame_index, centre, out.frame_index, out.logits[0].cpu())
+            return FramePrediction(frame_index, out.frame_index, None, *stamps, out.features[0].cpu())  # type: ignore[index]
+        return FramePrediction(frame_index, out.frame_index, out.logits[0].cpu(), *stamps)
 
     def feed(self, frames: Iterable[torch.Tensor], fps: float | None = None) -> Iterator[FramePrediction]:
         """Push decoded ``(H, W, 3)`` uint8 frames (of a video at ``fps``, used with ``target_fps``); yield a

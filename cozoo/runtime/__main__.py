@@ -16,7 +16,8 @@ from cozoo.runtime.runner import FramePrediction, OnnxVideoStreamer
 def _print(prediction: FramePrediction, labels: list[str], k: int, note: str = "") -> None:
     probs = prediction.probs
     shown = ", ".join(f"{labels[i]} {probs[i]:.3f}" for i in np.argsort(-probs)[: max(1, k)])
-    where = f"frame {prediction.frame_index:5d} (centre {prediction.centre_frame:5d})"
+    where = (f"frame {prediction.frame_index:5d} (clip {prediction.clip_first}-{prediction.clip_last}, "
+             f"centre {prediction.centre_frame:g})")
     print(f"{where}: {shown}{note}", flush=True)
 
 

@@ -90,12 +90,18 @@ class OnnxStepper:
 @dataclass(frozen=True)
 class FramePrediction:
     """As `cozoo.inference.video.FramePrediction`: the output after video frame ``frame_index`` (model step
-    ``step``), centred on video frame ``centre_frame``; ``logits`` of the one stream, numpy."""
+    ``step``) for the source clip of video frames ``clip_first .. clip_last`` (the metadata's warm-up rule),
+    centred on ``centre_frame``; ``logits`` of the one stream, numpy."""
 
     frame_index: int
-    centre_frame: int
     step: int
     logits: np.ndarray
+    clip_first: int
+    clip_last: int
+
+    @property
+    def centre_frame(self) -> float:
+        return (self.clip_first + self.clip_last) / 2
 
     @property
     def probs(self) -> np.ndarray:
@@ -116,6 +122,8 @@ class OnnxVideoStreamer:
         self.sampling_rate: int = meta["sampling_rate"]
         self.target_fps: float | None = meta.get("target_fps")
         self.delay: int = meta["schedule"]["delay"]
+        self.source_clip: int = meta["schedule"].get("source_clip", 1)  # absent before format 1's stamps
+        self.recurrent: bool = meta["schedule"].get("recurrent", False)
         self.first_output: int = meta["schedule"]["first_output"]
         self.labels: list[str] = meta["labels"]
         self.fps: float | None = None
@@ -153,8 +161,11 @@ class OnnxVideoStreamer:
         self.steps += 1
         if logits is None:
             return None
-        centre = min(self.video_frame(step - self.delay), frame_index)
-        return FramePrediction(frame_index, centre, step, logits[0])
+        first = 0 if self.recurrent else step - self.delay
+        last = step if self.recurrent else first + self.source_clip - 1
+        # steps padded past the video's end stop at its last frame
+        clip_first, clip_last = (min(self.video_frame(s), frame_index) for s in (first, last))
+        return FramePrediction(frame_index, step, logits[0], clip_first, clip_last)
 
     def feed(self, frames: Iterable[np.ndarray], fps: float | None = None) -> Iterator[FramePrediction]:
         """Push decoded ``(H, W, 3)`` uint8 frames of a video at ``fps``; yield each prediction."""
