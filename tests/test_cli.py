@@ -92,6 +92,7 @@ def test_output_cut_short_by_a_closed_pipe_is_not_an_error():
 def test_declared_choices_equal_the_implementations() -> None:
     """The torch-free parser (`cozoo.commands.parsers`) repeats two choice lists of heavy modules."""
     from cozoo.commands import flops, parsers
-    from cozoo.evaluation.evaluate import MODES
+    from cozoo.evaluation.evaluate import DEFAULT_MODES, MODES
 
-    assert parsers.PROTOCOLS == tuple(flops.PROTOCOLS) and parsers.MODES == MODES
+    assert parsers.PROTOCOLS == tuple(flops.PROTOCOLS)
+    assert (parsers.MODES, parsers.DEFAULT_MODES) == (MODES, DEFAULT_MODES)
