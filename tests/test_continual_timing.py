@@ -99,7 +99,10 @@ def test_padded_warmup_emits_from_delay_and_equals_valid_from_first_output(name)
     assert padded[0].clip_first == 0  # the first output pools the source clip that starts at frame 0
     late = [p.logits for p in padded if p.frame_index >= first]
     assert len(late) == valid.shape[2]
-    torch.testing.assert_close(torch.stack(late, dim=2), valid, rtol=0, atol=0)
+    # equal up to float rounding: the stream steps in inference mode, forward_steps under no_grad, and the
+    # step's fast paths (cozoo.continual.fastpath) lay their caches out differently in the two
+    scale = valid.abs().max().item()
+    torch.testing.assert_close(torch.stack(late, dim=2), valid, rtol=1e-5, atol=1e-5 * scale)
     model.reset()
     assert model.warmup == "valid" and model.first_output == first
 
