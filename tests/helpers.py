@@ -3,6 +3,8 @@ HTTP server for the download tests, and a video that still opens when cut short.
 
 from __future__ import annotations
 
+import os
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -82,3 +84,22 @@ def garbled_video(path: Path) -> Path:
     data[start:end] = np.random.default_rng(1).bytes(end - start)
     path.write_bytes(bytes(data))
     return path
+
+
+_TORCH_BLOCKER = textwrap.dedent("""
+    import sys
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is blocked in this test")
+            return None
+    sys.meta_path.insert(0, Block())
+""")
+
+
+def torch_blocked_env(folder: Path, root: Path) -> dict[str, str]:
+    """Environment for a subprocess in which ``import torch`` fails (a ``sitecustomize`` written to
+    ``folder``) and ``root``'s cozoo is imported: for checking that torch-free parts stay so."""
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_TORCH_BLOCKER)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(root)])}

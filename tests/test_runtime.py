@@ -2,7 +2,6 @@
 video to the predictions of `cozoo stream`; the runtime imports and runs with torch unimportable."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import randomise_batchnorm
+from helpers import randomise_batchnorm, torch_blocked_env
 
 from cozoo.cli import main
 from cozoo.data.synthetic import write_synthetic_stream
@@ -120,17 +119,6 @@ def test_decoding_equals_cozoo_video_reader(exported):
 def test_runtime_runs_without_torch(exported, tmp_path):
     """A subprocess in which `import torch` fails streams the video through the exported model."""
     folder, video = exported
-    blocker = tmp_path / "blocker"
-    blocker.mkdir()
-    (blocker / "sitecustomize.py").write_text(textwrap.dedent("""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is blocked in this test")
-                return None
-        sys.meta_path.insert(0, Block())
-    """))
     script = textwrap.dedent(f"""
         import sys
         try:
@@ -145,7 +133,7 @@ def test_runtime_runs_without_torch(exported, tmp_path):
         assert "torch" not in sys.modules
         print(len(predictions), predictions[0].frame_index, predictions[-1].logits.argmax())
     """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT)])}
+    env = torch_blocked_env(tmp_path / "blocker", ROOT)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                             timeout=120)
     assert result.returncode == 0, result.stderr

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import torch_blocked_env
 
 from cozoo.cli import main
 from cozoo.factory import get_config, list_models
@@ -55,18 +54,7 @@ def test_known_schedule_and_published_figures_reach_the_rows() -> None:
 
 def _without_torch(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
     """``python -m cozoo ARGV`` in a subprocess where ``import torch`` fails (as tests/test_runtime.py)."""
-    blocker = tmp_path / "blocker"
-    blocker.mkdir(exist_ok=True)
-    (blocker / "sitecustomize.py").write_text(textwrap.dedent("""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is blocked in this test")
-                return None
-        sys.meta_path.insert(0, Block())
-    """))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT)])}
+    env = torch_blocked_env(tmp_path / "blocker", ROOT)
     return subprocess.run([sys.executable, "-m", "cozoo", *argv], capture_output=True, text=True, env=env,
                           timeout=120)
 
