@@ -11,7 +11,7 @@ import torch
 
 import cozoo
 from cozoo.continual.state import StateLayout
-from cozoo.inference.slots import SlotError, SlotTable, emits, next_phase, phase
+from cozoo.inference.slots import SlotError, SlotSchedule, SlotTable, emits, next_phase, phase
 
 
 def test_slots_module_imports_without_torch():
@@ -37,15 +37,15 @@ def test_emits_and_phases_follow_a_lone_streams_schedule():
 
 
 def test_slot_table_ids_rows_and_plans():
-    table = SlotTable(3, first_output=2, stride=2, settle=4, period=2)
+    table = SlotTable(3, {"valid": SlotSchedule(first_output=2, stride=2, settle=4, period=2)}, "valid")
     a, b = table.open(), table.open()
     assert (a, b) == (0, 1) and table.live == [0, 1]
     plan = table.plan([a])
-    assert plan.zero_rows == (0, 1)  # both opened since the last step
-    assert [(g.phase, g.rows, g.others_live) for g in plan.groups] == [(0, (0,), True)]
+    assert plan.fresh_rows == (0, 1)  # both opened since the last step
+    assert [(g.warmup, g.phase, g.rows, g.others_live) for g in plan.groups] == [("valid", 0, (0,), True)]
     table.commit(plan)
     plan = table.plan([a, b])
-    assert plan.zero_rows == ()
+    assert plan.fresh_rows == ()
     assert [(g.phase, g.rows) for g in plan.groups] == [(0, (1,)), (1, (0,))]
     assert plan.frame_index == {0: 1, 1: 0} and plan.valid == {0: False, 1: False}
     table.commit(plan)
@@ -62,7 +62,7 @@ def test_slot_table_ids_rows_and_plans():
     c = table.open()
     assert c == 2 and table.row(c) == 0  # the free row, a new id
     table.reset(b)
-    assert table.frames_seen(b) == 0 and table.plan([c]).zero_rows == (0, 1)
+    assert table.frames_seen(b) == 0 and table.plan([c]).fresh_rows == (0, 1)
     with pytest.raises(SlotError, match="stream 0 is closed"):
         table.plan([a])
     with pytest.raises(SlotError, match="unknown stream id 7"):
@@ -73,7 +73,39 @@ def test_slot_table_ids_rows_and_plans():
     with pytest.raises(SlotError, match="the pool is full: all 3 streams"):
         table.open()
     with pytest.raises(ValueError, match="capacity must be a positive int"):
-        SlotTable(0, 0, 1, 1, 1)
+        SlotTable(0, {"valid": SlotSchedule(0, 1, 1, 1)}, "valid")
+
+
+def test_slot_table_warmup_modes_schedule_and_group_apart():
+    """Each stream follows its own mode's schedule; streams of two modes never share a group."""
+    schedules = {"valid": SlotSchedule(first_output=5, stride=2, settle=7, period=2),
+                 "padded": SlotSchedule(first_output=2, stride=2, settle=4, period=2)}
+    table = SlotTable(3, schedules, "padded")
+    a, b = table.open(), table.open("valid")
+    assert (table.warmup(a), table.warmup(b)) == ("padded", "valid")
+    emitted: dict[int, list[int]] = {a: [], b: []}
+    for _ in range(9):
+        plan = table.plan([a, b])
+        assert len(plan.groups) == 2 and {g.warmup for g in plan.groups} == {"padded", "valid"}
+        for stream_id in (a, b):
+            row = table.row(stream_id)
+            if plan.valid[row]:
+                emitted[stream_id].append(plan.frame_index[row])
+        table.commit(plan)
+    assert emitted == {a: [2, 4, 6, 8], b: [5, 7]}
+    table.reset(a, "valid")  # a new mode from its next frame on
+    assert table.warmup(a) == "valid" and table.plan([a, b]).fresh_rows == (table.row(a),)
+    plan = table.plan([a])
+    assert [(g.warmup, g.phase) for g in plan.groups] == [("valid", 0)]
+    table.reset(b)  # keeps its mode
+    assert table.warmup(b) == "valid"
+    with pytest.raises(ValueError, match="warmup must be one of \\['padded', 'valid'\\], got 'same'"):
+        table.open("same")
+    with pytest.raises(ValueError, match="warmup must be one of"):
+        table.reset(a, "zero")
+    assert table.live == [a, b] and table.warmup(a) == "valid"
+    with pytest.raises(ValueError, match="bad schedule"):
+        SlotSchedule(first_output=-1, stride=1, settle=0, period=1)
 
 
 def test_state_layout_counters_and_unknown_state():

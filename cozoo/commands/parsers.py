@@ -246,6 +246,10 @@ def add_stream(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pad", action="store_true",
                         help="for a video shorter than the warm-up: repeat its last frame until the first "
                         "prediction (the clip samplers' rule for short videos)")
+    parser.add_argument("--warmup", choices=("valid", "padded"), default="valid",
+                        help="valid (default): predictions once the receptive field holds real frames; "
+                        "padded: the state starts as the source network's temporal zero padding, so "
+                        "predictions begin at step `delay` (Co3D's early outputs)")
     parser.add_argument("--plot", metavar="PNG", help="write the top classes' probabilities over time here "
                         "(several sources: PNG-0.png, PNG-1.png, ...)")
     parser.add_argument("--jsonl", metavar="PATH",

@@ -181,7 +181,8 @@ class CoConv3d(WindowedLayer, nn.Module):
             n, c, h, w = frame.shape
             layout = (depthwise_cache_layout(frame, tuple(self.weight.shape[3:])) if self.depthwise
                       else torch.contiguous_format)
-            self._state = frame.new_zeros(n, c, self.receptive_field, h, w).contiguous(memory_format=layout)
+            state = self.new_state(frame, n, c, self.receptive_field, h, w)
+            self._state = state.contiguous(memory_format=layout)
             self._ring_slot = 0 if ring_cache_applies(frame, self.depthwise, self.dilation_t) else None
         slot = self._ring_slot
         if slot is None:
@@ -208,7 +209,7 @@ class CoConv3d(WindowedLayer, nn.Module):
         n, _, h, w = taps.shape
         taps = taps.view(n, self.out_channels, self.kernel_t, h, w)
         if self._state is None:
-            self._state = taps.new_zeros(n, self.out_channels, self.receptive_field - 1, h, w)
+            self._state = self.new_state(taps, n, self.out_channels, self.receptive_field - 1, h, w)
         # The oldest pending sum completes now with the newest tap.
         out = self._state[:, :, 0] + taps[:, :, 0]
         bias = self._step_params(bn)[1]
