@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,26 @@ def test_state_layout_counters_and_unknown_state():
     model[0].__dict__["_cache"] = torch.zeros(2)
     with pytest.raises(TypeError, match="CoConv3d keeps tensor state in '_cache'"):
         layout.check_known_state()
+
+
+def test_state_layout_warmup_and_initial_values():
+    """The value a layout reports for each state tensor is the one the module allocated it with: after two
+    steps the oldest entry of each 3-frame cache still holds it (the conv's zeros, the max pool's -inf)."""
+    source = torch.nn.Sequential(torch.nn.Conv3d(3, 8, (3, 1, 1), padding=(1, 0, 0)),
+                                 torch.nn.MaxPool3d((3, 1, 1), stride=1, padding=(1, 0, 0)))
+    model = cozoo.to_continual(source).eval()
+    model.reset(warmup="padded")
+    layout = StateLayout(model)
+    with torch.no_grad():
+        for _ in range(2):  # the pool gets its first input at the second step (the conv's first output)
+            model.forward_step(torch.randn(2, 3, 4, 4))
+    seen = {key: (tensor, layout.initial_value(key)) for key, tensor, _ in layout.tensors()}
+    assert [value for _, value in seen.values()] == [0.0, -math.inf]
+    for tensor, value in seen.values():
+        assert bool((tensor[:, :, 0] == value).all())  # an entry no step has written yet
+    pool = layout.modules[2]
+    assert torch.equal(pool.new_state(torch.zeros(1), 2, 1), torch.full((2, 1), -math.inf))
+    assert model.first_output == 2  # padded: each layer's padding frame stands in front of the stream
+    layout.set_warmup("valid")
+    assert model.warmup == "valid" and model.first_output == 4
+    assert [t.data_ptr() for _, t, _ in layout.tensors()] == [t.data_ptr() for t, _ in seen.values()]

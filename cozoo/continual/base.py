@@ -26,8 +26,8 @@ source outputs that would have touched it (the Co3D "model shift"). `set_source_
 restores the source network's clip-mode behaviour, for weight-transfer checks.
 
 Step mode is written for CUDA-graph capture: state lives in buffers allocated at the first step after
-`reset()` and then updated in place; which modules run at a step depends only on the step count,
-never on data.
+`reset()` (by `new_state`, filled with the module's `initial_state_value`) and then updated in place;
+which modules run at a step depends only on the step count, never on data.
 """
 
 from __future__ import annotations

@@ -69,6 +69,7 @@ class StreamPool:
     ``cuda_graphs=True`` (a model on CUDA) replays each settled phase's step, masks included, as one CUDA
     graph; warm-up phases run eagerly. ``warmup``: the warm-up mode of a stream opened without one
     (``"valid"`` or ``"padded"``, see `ContinualModule.reset`); ``open(warmup=...)`` picks a stream's own.
+    Between pushes the model's modules are in the default mode (``model.first_output`` is that mode's).
     """
 
     def __init__(self, model: nn.Module, capacity: int = 8, cuda_graphs: bool = False,
