@@ -18,6 +18,8 @@ from cozoo.continual.fastpath import (
     fold_pairs,
     foldable,
     folding_active,
+    pointwise,
+    pointwise_applies,
     ring_cache_applies,
     ring_weight,
     ring_write,
@@ -172,3 +174,20 @@ def test_depthwise_cache_layout_and_temporal_depthwise():
     torch.testing.assert_close(temporal_depthwise(window, weight, bias), expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(temporal_depthwise(window, weight, None), expected - bias.view(1, -1, 1, 1),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_pointwise_is_the_1x1_conv_in_the_inputs_layout(layout):
+    """`pointwise` equals ATen's 2D conv (bias or not, batch 2) and keeps the input's memory layout."""
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=layout)
+    weight, bias = torch.randn(9, 6, 1, 1), torch.randn(9)
+    for b in (bias, None):
+        out = pointwise(x, weight, b)
+        torch.testing.assert_close(out, F.conv2d(x, weight, b), rtol=1e-5, atol=1e-5)
+        assert out.is_contiguous(memory_format=layout)
+    assert pointwise_applies(x, weight, (1, 1), (0, 0), 1)
+    assert not pointwise_applies(x, weight, (2, 2), (0, 0), 1)
+    assert not pointwise_applies(x, torch.randn(9, 3, 1, 1), (1, 1), (0, 0), 2)
+    assert not pointwise_applies(x, torch.randn(9, 6, 3, 3), (1, 1), (1, 1), 1)
+    with fast_steps(False):
+        assert not pointwise_applies(x, weight, (1, 1), (0, 0), 1)

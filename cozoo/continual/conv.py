@@ -27,6 +27,8 @@ from cozoo.continual.fastpath import (
     bn_key,
     depthwise_cache_layout,
     fold_bn,
+    pointwise,
+    pointwise_applies,
     ring_cache_applies,
     ring_weight,
     ring_write,
@@ -149,7 +151,10 @@ class CoConv3d(WindowedLayer, nn.Module):
                 None if b is None else (b.data_ptr(), b._version))
 
     def _conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """The spatial part of the convolution on one frame: a 2D conv (faster than a 3D conv with T=1)."""
+        """The spatial part of the convolution on one frame: a 2D conv (faster than a 3D conv with T=1), or
+        the matrix product it is for a 1x1 kernel (`pointwise`)."""
+        if pointwise_applies(x, weight, self.spatial_stride, self.spatial_padding, self.groups):
+            return pointwise(x, weight, bias)
         return F.conv2d(
             x, weight, bias, self.spatial_stride, self.spatial_padding, self.spatial_dilation, self.groups
         )
