@@ -97,3 +97,25 @@ def test_agreement_streams_every_video_as_a_lone_stream_would(benchmarks, one_th
                                             "disagreements": 0}
     bf16 = result["precisions"]["bf16"]
     assert bf16["agreement_with_fp32"] == pytest.approx(1 - bf16["disagreements"] / result["predictions"])
+
+
+def test_before_after_table_pairs_each_models_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`benchmarks/before_after.py` merges each side's per-model runs and tabulates speed-up over the clip
+    (the faster clip timing) and its ratio to the FLOPs reduction."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import before_after
+
+    def run(step: float, clip: float, again: float) -> dict:
+        modes = {"step": {"latency_ms": step}, "clip": {"latency_ms": clip, "latency_repeat_ms": again}}
+        entry = {"continual_name": "cox3d_s", "flops": {"reduction": 10.0}, "modes": modes}
+        return {"date": "d", "device": {"type": "cpu"}, "versions": {"torch": "t"},
+                "settings": {"models": ["x3d_s"]}, "models": {"x3d_s": entry}}
+
+    for side, result in (("before", run(20.0, 100.0, 90.0)), ("after", run(10.0, 95.0, 99.0))):
+        (tmp_path / side / "x3d_s").mkdir(parents=True)
+        (tmp_path / side / "x3d_s" / "cpu.json").write_text(json.dumps(result))
+        before_after.merge_side(tmp_path, side, ["x3d_s"])
+        assert not (tmp_path / side).exists()
+    sides = [json.loads((tmp_path / f"cpu_{side}.json").read_text()) for side in ("before", "after")]
+    row = before_after.table(*sides).splitlines()[-1]
+    assert row == "| cox3d_s | 20.0 | 10.0 | 90.0 / 95.0 | 4.50 | 9.50 | 10.00 | 0.45 | 0.95 |"

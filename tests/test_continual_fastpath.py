@@ -21,6 +21,7 @@ from cozoo.continual.fastpath import (
     pointwise,
     pointwise_applies,
     ring_cache_applies,
+    ring_caches,
     ring_weight,
     ring_write,
     temporal_depthwise,
@@ -141,6 +142,23 @@ def test_ring_cache_gradients_equal_the_shifted_cache():
         assert (co[0]._ring_slot is not None) == enabled
         grads.append(co[0].weight.grad.clone())
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+
+
+def test_ring_caches_off_keeps_the_other_fast_paths():
+    """Under ``ring_caches(False)`` (the stream pool's setting) a depthwise cache shifts, still laid out
+    channels-last, and the BatchNorm is still folded; the outputs equal the plain step."""
+    co = _block(groups=4)
+    frames = torch.randn(2, 4, 5, 6, 6)
+    with torch.no_grad(), fast_steps(False):
+        plain = co.forward_steps(frames)
+    co.reset()
+    with torch.no_grad(), ring_caches(False):
+        assert not ring_cache_applies(frames[:, :, 0], True, 1) and folding_active()
+        shifted = co.forward_steps(frames)
+    assert co[0]._ring_slot is None and co[0]._state.is_contiguous(memory_format=torch.channels_last_3d)
+    assert "folded" in co[0].__dict__["_derived"]
+    torch.testing.assert_close(shifted, plain, rtol=1e-5, atol=1e-5)
+    assert ring_cache_applies(frames[:, :, 0], True, 1)  # restored
 
 
 def test_ring_helpers():

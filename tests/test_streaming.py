@@ -13,6 +13,8 @@ from helpers import faststart_video
 
 import cozoo
 from cozoo.cli import main
+from cozoo.commands.choices import WARMUP_MODES
+from cozoo.continual import base as continual_base
 from cozoo.continual import to_continual
 from cozoo.data import eval_transform, read_frames, train_transform, write_synthetic_stream, write_video
 from cozoo.data.kinetics import CorruptVideoWarning, save_label_map
@@ -225,6 +227,7 @@ def test_cli_stream_padded_warmup_predicts_from_delay(
     with pytest.raises(SystemExit):
         main([*common, "--warmup", "zeros"])
     assert "argument --warmup: invalid choice: 'zeros'" in capsys.readouterr().err
+    assert WARMUP_MODES == continual_base.WARMUP_MODES  # the torch-free parser's copy
 
 
 def test_cli_stream_errors(

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 _enabled = True
+_rings = True
 
 
 def fast_steps_enabled() -> bool:
@@ -56,6 +57,19 @@ def fast_steps(enabled: bool) -> Iterator[None]:
         yield
     finally:
         _enabled = saved
+
+
+@contextlib.contextmanager
+def ring_caches(enabled: bool) -> Iterator[None]:
+    """Allocate new depthwise caches as ring buffers or not (``False``: shifted caches), the other fast
+    paths unchanged. A ring's slot is one counter for the whole batch, so steps that must leave some rows
+    untouched (`cozoo.inference.StreamPool`) need shifted caches."""
+    global _rings
+    saved, _rings = _rings, enabled
+    try:
+        yield
+    finally:
+        _rings = saved
 
 
 def folding_active() -> bool:
@@ -151,9 +165,10 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
 
 
 def ring_cache_applies(frame: torch.Tensor, depthwise: bool, dilation: int) -> bool:
-    """Whether a new frame cache of a conv becomes a ring buffer (`ring_write`): fast paths on, CPU,
-    depthwise, temporal dilation 1. Decided once per stream, when the cache is allocated."""
-    return _enabled and frame.device.type == "cpu" and depthwise and dilation == 1
+    """Whether a new frame cache of a conv becomes a ring buffer (`ring_write`): fast paths and rings on
+    (`ring_caches`), CPU, depthwise, temporal dilation 1. Decided once per stream, when the cache is
+    allocated."""
+    return _enabled and _rings and frame.device.type == "cpu" and depthwise and dilation == 1
 
 
 def ring_write(cache: torch.Tensor, frame: torch.Tensor, slot: int) -> torch.Tensor:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from cozoo.continual.base import WARMUP_MODES, ContinualModule, StreamError, check_warmup
-from cozoo.continual.fastpath import fast_steps
+from cozoo.continual.fastpath import ring_caches
 from cozoo.continual.state import StateKey, StateLayout
 from cozoo.continual.stream import Prediction, stamp
 from cozoo.continual.timing import Timing, timing
@@ -196,9 +196,9 @@ class StreamPool:
         assert self._frames is not None
         for stream_id, frame in frames.items():
             self._frames[self._slots.row(stream_id)].copy_(frame)
-        try:  # without ring caches (a fast path): their slot advances for every row, a stream's may not
+        try:  # shifted caches, not rings (a fast path): a ring's slot moves for every row, a stream's may not
             self._fresh_rows(plan.fresh_rows)
-            with fast_steps(False):
+            with ring_caches(False):
                 outputs = {group: self._step_group(group) for group in plan.groups}
             self._use_mode(self.warmup)  # the model reads as the pool's default mode between pushes
         except BaseException:

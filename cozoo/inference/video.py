@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from cozoo.continual.stream import Stream
+from cozoo.continual.timing import Stamped
 from cozoo.data.kinetics import CorruptVideoWarning
 from cozoo.data.transforms import VideoTransform, eval_transform
 from cozoo.data.video import FRAME_COUNT_SLACK, PathLike, VideoDecodeError, iter_frames, probe_video
@@ -59,7 +60,7 @@ def frame_transform(config: ModelConfig, crop: int | None = None) -> FrameTransf
 
 
 @dataclass(frozen=True)
-class FramePrediction:
+class FramePrediction(Stamped):
     """The model's output after video frame ``frame_index`` (the ``step``-th frame it was fed), stamped in
     video frames (see `cozoo.continual.timing`): ``first_frame .. frame_index`` is what its receptive field
     spans, ``clip_first .. clip_last`` its source clip (the frames the regular model's clip would sample)
@@ -74,14 +75,6 @@ class FramePrediction:
     clip_first: int
     clip_last: int
     features: torch.Tensor | None = None  # a features stream's (``VideoStreamer(features=True)``)
-
-    @property
-    def last_frame(self) -> int:
-        return self.frame_index
-
-    @property
-    def centre_frame(self) -> float:
-        return (self.clip_first + self.clip_last) / 2
 
     @property
     def probs(self) -> torch.Tensor:
