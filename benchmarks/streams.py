@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "cozoo": cozoo.__version__},
         "device": {"type": device.type,
-                   "name": torch.cuda.get_device_name(device) if cuda else platform.processor(),
+                   "name": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
                    "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                    "load_average_start": list(os.getloadavg())},
         "settings": {"source_fps": SOURCE_FPS, "cuda_graphs": cuda and not args.eager,
@@ -181,6 +181,17 @@ def main(argv: list[str] | None = None) -> None:
         _write(args.out, result)
     result["device"]["load_average_end"] = list(os.getloadavg())
     _write(args.out, result)
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _write(path: Path, result: dict[str, Any]) -> None:
