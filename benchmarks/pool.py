@@ -6,6 +6,8 @@ frame per stream per push; the baseline is N independent models (deep copies) ea
 past its first output and a full stride period), then timed over the same number of frames per stream.
 ``--staggered`` also times the pool with its streams opened on alternate pushes: for a strided model half
 the streams are then at another stride phase and each push runs two masked batched steps.
+``--mixed-warmup`` also times the pool with its odd streams in a padded warm-up (``open(warmup="padded")``)
+and the others valid: streams of the two modes never share a step, so each push runs two masked steps.
 
     python benchmarks/pool.py --device cpu --out benchmarks/results/pool_cpu.json
 """
@@ -43,11 +45,14 @@ def synchronize(frames: list[torch.Tensor]) -> None:
         torch.cuda.synchronize(frames[0].device)
 
 
-def time_pool(model: nn.Module, n: int, frames: list[torch.Tensor], settle: int, staggered: bool) -> float:
+def time_pool(model: nn.Module, n: int, frames: list[torch.Tensor], settle: int, staggered: bool,
+              mixed: bool = False) -> float:
     """Seconds for ``len(frames) - settle`` pushes of one frame to each of ``n`` streams, after ``settle``
-    pushes of warm-up. Staggered: odd streams open one push later (another stride phase)."""
+    pushes of warm-up. Staggered: odd streams open one push later (another stride phase); mixed: odd
+    streams in a padded warm-up."""
     pool = StreamPool(model, capacity=n)
-    ids = [pool.open() for i in range(n) if not staggered or i % 2 == 0]
+    ids = [pool.open(warmup="padded" if mixed and i % 2 else None) for i in range(n)
+           if not staggered or i % 2 == 0]
     if staggered:
         pool.push({s: frames[0][i] for i, s in enumerate(ids)})
         ids = ids + [pool.open() for i in range(n) if i % 2]
@@ -82,7 +87,7 @@ def time_separate(model: nn.Module, n: int, frames: list[torch.Tensor], settle: 
 
 
 def benchmark(name: str, sizes: list[int], crop: int, timed: int, device: torch.device, staggered: bool,
-              quiet: bool) -> dict[str, Any]:
+              quiet: bool, mixed: bool = False) -> dict[str, Any]:
     torch.manual_seed(0)
     model = cozoo.create_model(name).eval().to(device)
     settle = model.first_output + model.stride + 1  # + 1: a staggered stream opens one push late
@@ -96,9 +101,13 @@ def benchmark(name: str, sizes: list[int], crop: int, timed: int, device: torch.
             row = {"streams": n, "separate_fps": n * timed / separate, "pool_fps": n * timed / pool}
             if staggered and model.stride > 1:
                 row["pool_staggered_fps"] = n * timed / time_pool(model, n, frames, settle, staggered=True)
+            if mixed and n > 1:
+                mixed_time = time_pool(model, n, frames, settle, staggered=False, mixed=True)
+                row["pool_mixed_warmup_fps"] = n * timed / mixed_time
         row["pool_vs_separate"] = row["pool_fps"] / row["separate_fps"]
-        if "pool_staggered_fps" in row:
-            row["pool_staggered_vs_separate"] = row["pool_staggered_fps"] / row["separate_fps"]
+        for what in ("staggered", "mixed_warmup"):
+            if f"pool_{what}_fps" in row:
+                row[f"pool_{what}_vs_separate"] = row[f"pool_{what}_fps"] / row["separate_fps"]
         rows.append(row)
     return {"model": name, "first_output": model.first_output, "stride": model.stride, "crop": crop,
             "timed_frames_per_stream": timed, "results": rows}
@@ -114,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=8, help="timed frames per stream (whole periods)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--staggered", action="store_true", help="also time streams at mixed stride phases")
+    parser.add_argument("--mixed-warmup", action="store_true",
+                        help="also time the pool with half its streams in a padded warm-up")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pool_cpu.json"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -130,8 +141,8 @@ def main(argv: list[str] | None = None) -> None:
                      "grad": "torch.no_grad()", "num_classes": "default (400)",
                      "separate": "N deep copies of the model, each model.stream(), stepped one after another",
                      "pool": "StreamPool(model, capacity=N), N streams open, one push of N frames per step"},
-        "models": [benchmark(name, sizes, args.crop, args.frames, device, args.staggered, args.quiet)
-                   for name in args.models.split(",")],
+        "models": [benchmark(name, sizes, args.crop, args.frames, device, args.staggered, args.quiet,
+                             args.mixed_warmup) for name in args.models.split(",")],
     }
     result["device"]["load_average_end"] = list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -141,9 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     for entry in result["models"]:
         for row in entry["results"]:
             extra = ""
-            if "pool_staggered_fps" in row:
-                ratio = row["pool_staggered_vs_separate"]
-                extra = f"  staggered {row['pool_staggered_fps']:8.1f} ({ratio:.2f}x)"
+            for what in ("staggered", "mixed_warmup"):
+                if f"pool_{what}_fps" in row:
+                    ratio = row[f"pool_{what}_vs_separate"]
+                    extra += f"  {what.replace('_', ' ')} {row[f'pool_{what}_fps']:8.1f} ({ratio:.2f}x)"
             print(f"{entry['model']:>12} N={row['streams']:>3}  separate {row['separate_fps']:8.1f} fps  "
                   f"pool {row['pool_fps']:8.1f} fps ({row['pool_vs_separate']:.2f}x){extra}")
 

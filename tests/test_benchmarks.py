@@ -314,11 +314,12 @@ def test_pool_benchmark_writes_its_table(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     out = tmp_path / "pool.json"
     pool.main(["--models", "colate_fusion", "--streams", "1,2", "--crop", "16", "--frames", "1", "--quiet",
-               "--out", str(out)])
+               "--mixed-warmup", "--out", str(out)])
     result = json.loads(out.read_text())
     rows = result["models"][0]["results"]
     assert [row["streams"] for row in rows] == [1, 2]
     assert all(row["pool_fps"] > 0 and row["separate_fps"] > 0 for row in rows)
+    assert "pool_mixed_warmup_fps" not in rows[0] and rows[1]["pool_mixed_warmup_vs_separate"] > 0
     assert not list(tmp_path.glob("*.tmp"))
 
 

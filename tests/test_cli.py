@@ -89,10 +89,19 @@ def test_output_cut_short_by_a_closed_pipe_is_not_an_error():
         assert listing.returncode == 0 and err == b"", err
 
 
-def test_declared_choices_equal_the_implementations() -> None:
-    """The torch-free parser (`cozoo.commands.parsers`) repeats two choice lists of heavy modules."""
-    from cozoo.commands import flops, parsers
-    from cozoo.evaluation.evaluate import DEFAULT_MODES, MODES
+def test_parser_offers_the_choices_the_commands_implement() -> None:
+    """The torch-free parser takes its choice lists from the torch-free modules the commands use: what it
+    offers the commands accept, and what it refuses the evaluator refuses too."""
+    from cozoo.cli import build_parser
+    from cozoo.commands import flops
+    from cozoo.evaluation.evaluate import evaluate
 
-    assert parsers.PROTOCOLS == tuple(flops.PROTOCOLS)
-    assert (parsers.MODES, parsers.DEFAULT_MODES) == (MODES, DEFAULT_MODES)
+    parser = build_parser()
+    for protocol in flops.PROTOCOLS:
+        assert parser.parse_args(["flops", "x3d_s", "--protocol", protocol]).protocol == protocol
+    eval_args = ["eval", "--model", "x3d_s", "--annotations", "a.csv", "--videos", "v", "--modes"]
+    assert parser.parse_args([*eval_args, "clip", "co3d"]).modes == ["clip", "co3d"]
+    with pytest.raises(SystemExit):
+        parser.parse_args([*eval_args, "bogus"])
+    with pytest.raises(ValueError, match="unknown evaluation mode"):
+        evaluate(None, "a.csv", "v", modes=("bogus",))  # type: ignore[arg-type]

@@ -18,7 +18,10 @@ from cozoo.continual.fastpath import (
     fold_pairs,
     foldable,
     folding_active,
+    pointwise,
+    pointwise_applies,
     ring_cache_applies,
+    ring_caches,
     ring_weight,
     ring_write,
     temporal_depthwise,
@@ -141,6 +144,23 @@ def test_ring_cache_gradients_equal_the_shifted_cache():
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
 
 
+def test_ring_caches_off_keeps_the_other_fast_paths():
+    """Under ``ring_caches(False)`` (the stream pool's setting) a depthwise cache shifts, still laid out
+    channels-last, and the BatchNorm is still folded; the outputs equal the plain step."""
+    co = _block(groups=4)
+    frames = torch.randn(2, 4, 5, 6, 6)
+    with torch.no_grad(), fast_steps(False):
+        plain = co.forward_steps(frames)
+    co.reset()
+    with torch.no_grad(), ring_caches(False):
+        assert not ring_cache_applies(frames[:, :, 0], True, 1) and folding_active()
+        shifted = co.forward_steps(frames)
+    assert co[0]._ring_slot is None and co[0]._state.is_contiguous(memory_format=torch.channels_last_3d)
+    assert "folded" in co[0].__dict__["_derived"]
+    torch.testing.assert_close(shifted, plain, rtol=1e-5, atol=1e-5)
+    assert ring_cache_applies(frames[:, :, 0], True, 1)  # restored
+
+
 def test_ring_helpers():
     frame = torch.randn(1, 2, 3, 3)
     assert ring_cache_applies(frame, True, 1)
@@ -172,3 +192,20 @@ def test_depthwise_cache_layout_and_temporal_depthwise():
     torch.testing.assert_close(temporal_depthwise(window, weight, bias), expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(temporal_depthwise(window, weight, None), expected - bias.view(1, -1, 1, 1),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_pointwise_is_the_1x1_conv_in_the_inputs_layout(layout):
+    """`pointwise` equals ATen's 2D conv (bias or not, batch 2) and keeps the input's memory layout."""
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=layout)
+    weight, bias = torch.randn(9, 6, 1, 1), torch.randn(9)
+    for b in (bias, None):
+        out = pointwise(x, weight, b)
+        torch.testing.assert_close(out, F.conv2d(x, weight, b), rtol=1e-5, atol=1e-5)
+        assert out.is_contiguous(memory_format=layout)
+    assert pointwise_applies(x, weight, (1, 1), (0, 0), 1)
+    assert not pointwise_applies(x, weight, (2, 2), (0, 0), 1)
+    assert not pointwise_applies(x, torch.randn(9, 3, 1, 1), (1, 1), (0, 0), 2)
+    assert not pointwise_applies(x, torch.randn(9, 6, 3, 3), (1, 1), (1, 1), 1)
+    with fast_steps(False):
+        assert not pointwise_applies(x, weight, (1, 1), (0, 0), 1)

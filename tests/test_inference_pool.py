@@ -1,5 +1,6 @@
 """StreamPool: every stream of the pool equals the same stream run alone through model.stream(), whatever
-the other streams do (open, close, reset, skip pushes); bad input is refused without touching any stream."""
+the other streams do (open, close, reset, skip pushes), in both warm-up modes and with streams of both
+modes in one pool; bad input is refused without touching any stream."""
 
 from __future__ import annotations
 
@@ -53,35 +54,45 @@ SCHEDULE_STEP = st.tuples(ACTIONS, st.integers(0, SLOTS - 1), st.integers(0, 2**
 
 
 def staggered(pushes: int) -> list[tuple[str, int, int]]:
-    """Streams opened on consecutive pushes (every stride phase), one fed every other push, one reset."""
-    schedule = [("open", 0, 2**SLOTS - 1)] * SLOTS + [("none", 0, 2**SLOTS - 1)] * (pushes - SLOTS)
+    """Streams opened on consecutive pushes (every stride phase), one fed every other push, one reset.
+    In a ``"mixed"`` run, the streams opened second and fourth are padded."""
+    schedule = [("open", i, 2**SLOTS - 1) for i in range(SLOTS)]
+    schedule += [("none", 0, 2**SLOTS - 1)] * (pushes - SLOTS)
     for i in range(SLOTS, pushes, 2):
         schedule[i] = ("none", 0, 2**SLOTS - 1 - 0b10)
     schedule[pushes // 2] = ("reset", 4, 2**SLOTS - 1)
     return schedule
 
 
-def run_schedule(model: nn.Module, schedule: list[tuple[str, int, int]], seed: int = 0) -> int:
+def run_schedule(model: nn.Module, schedule: list[tuple[str, int, int]], seed: int = 0,
+                 warmup: str = "valid") -> int:
     """Run ``schedule`` on a pool and on one lone stream per pool stream; assert they agree; returns the
-    number of predictions compared."""
+    number of predictions compared. ``warmup``: the pool's mode, or ``"mixed"``: a valid pool whose
+    streams open (and reset) in the mode ``which`` picks (odd: padded)."""
     generator = torch.Generator().manual_seed(seed)
     reference = copy.deepcopy(model)
-    pool = StreamPool(model, capacity=SLOTS)
+    pool = StreamPool(model, capacity=SLOTS, warmup="valid" if warmup == "mixed" else warmup)
     alone: dict[int, object] = {}
     compared = 0
     classes = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
     for what, which, mask in schedule:
         live = pool.live
+        mode = ("padded" if which % 2 else "valid") if warmup == "mixed" else None
         if what == "open" and len(live) < SLOTS:
-            alone[pool.open()] = copy.deepcopy(reference).stream()
+            stream_id = pool.open(warmup=mode)
+            alone[stream_id] = copy.deepcopy(reference).stream(warmup=pool.warmup_of(stream_id))
+            assert pool.warmup_of(stream_id) == (mode or warmup)
         elif what == "close" and live:
             stream_id = live[which % len(live)]
             pool.close(stream_id)
             del alone[stream_id]
         elif what == "reset" and live:
             stream_id = live[which % len(live)]
-            pool.reset(stream_id)
-            alone[stream_id].reset()
+            pool.reset(stream_id, warmup=mode)
+            if mode is None:
+                alone[stream_id].reset()  # the lone stream restarts in its own mode
+            else:
+                alone[stream_id] = copy.deepcopy(reference).stream(warmup=mode)
         fed = [s for i, s in enumerate(pool.live) if mask >> i & 1]
         frames = {s: torch.randn(3, SIZE, SIZE, generator=generator) for s in fed}
         got = pool.push(frames)
@@ -91,8 +102,7 @@ def run_schedule(model: nn.Module, schedule: list[tuple[str, int, int]], seed: i
             prediction = got[stream_id]
             assert (prediction is None) == (expected is None), (stream_id, alone[stream_id].frames_seen)
             if expected is not None:
-                assert (prediction.frame_index, prediction.centre_frame) == (
-                    expected.frame_index, expected.centre_frame)
+                assert prediction.stamp == expected.stamp  # frame index, receptive field, source clip
                 assert prediction.logits.shape == expected.logits.shape == (1, classes)
                 scale = expected.logits.abs().max().item()
                 torch.testing.assert_close(prediction.logits, expected.logits, rtol=1e-5, atol=1e-5 * scale)
@@ -100,14 +110,18 @@ def run_schedule(model: nn.Module, schedule: list[tuple[str, int, int]], seed: i
     return compared
 
 
-def pushes_for(model: nn.Module) -> int:
-    return max(60, model.first_output + 3 * model.stride + SLOTS + 4)
+def pushes_for(model: nn.Module, warmup: str = "valid") -> int:
+    """Pushes enough for a stream opened last to predict several times (mixed pools: as valid)."""
+    model.reset(warmup=warmup)
+    first = model.first_output
+    model.reset()
+    return max(60, first + 3 * model.stride + SLOTS + 4)
 
 
-@pytest.mark.parametrize(
-    "name,examples",
-    [("colate_fusion", 6), ("cox3d_xs", 3), ("coi3d_r50", 2), ("coslowfast_r50", 1), ("cor2plus1d_18", 1)],
-)
+ZOO = [("colate_fusion", 6), ("cox3d_xs", 3), ("coi3d_r50", 2), ("coslowfast_r50", 1), ("cor2plus1d_18", 1)]
+
+
+@pytest.mark.parametrize("name,examples", ZOO)
 def test_every_stream_equals_itself_alone(name, examples):
     model = zoo_model(name)
     pushes = pushes_for(model)
@@ -118,6 +132,25 @@ def test_every_stream_equals_itself_alone(name, examples):
     @given(st.lists(SCHEDULE_STEP, min_size=pushes, max_size=pushes), st.integers(0, 2**16))
     def check(schedule, seed):
         run_schedule(model, schedule, seed)
+
+    check()
+
+
+@pytest.mark.parametrize("name,examples", ZOO)
+def test_every_padded_stream_equals_itself_alone(name, examples):
+    """Padded warm-up (Co3D's early outputs): a padded pool on the staggered schedule, then random schedules
+    with streams of both modes in one pool (each open or reset picks its mode). Each stream emits from its
+    own mode's first output, stamped with its own frames."""
+    model = zoo_model(name)
+    assert run_schedule(model, staggered(pushes_for(model, "padded")), warmup="padded") >= 2 * SLOTS
+    pushes = pushes_for(model)
+    assert run_schedule(model, staggered(pushes), warmup="mixed") >= 2 * SLOTS
+
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(SCHEDULE_STEP, min_size=pushes, max_size=pushes), st.integers(0, 2**16))
+    def check(schedule, seed):
+        run_schedule(model, schedule, seed, warmup="mixed")
 
     check()
 
@@ -133,6 +166,16 @@ def test_strided_tiny_model_random_schedules():
 
     check()
     assert run_schedule(model, staggered(60)) > 0
+    for warmup in ("padded", "mixed"):
+        assert run_schedule(model, staggered(60), warmup=warmup) > 0
+
+    @settings(max_examples=15, deadline=None, derandomize=True, database=None)
+    @given(st.lists(SCHEDULE_STEP, min_size=60, max_size=60), st.integers(0, 2**16),
+           st.sampled_from(["padded", "mixed"]))
+    def check_padded(schedule, seed, warmup):
+        run_schedule(model, schedule, seed, warmup)
+
+    check_padded()
 
 
 def test_recurrent_model_streams_equal_alone():
@@ -140,6 +183,84 @@ def test_recurrent_model_streams_equal_alone():
     torch.manual_seed(0)
     model = cozoo.create_model("cocnn_lstm", num_classes=4).eval()
     assert run_schedule(model, staggered(12)) > 0
+    assert run_schedule(model, staggered(12), warmup="mixed") > 0
+
+
+def negative_max_pool() -> nn.Module:
+    """A temporal max pool with padding over negative maps: a padded stream's first outputs take the max
+    over real frames only (its cache starts at -inf), which zeros would replace by 0."""
+    torch.manual_seed(0)
+    conv = nn.Conv3d(3, 4, (1, 3, 3), padding=(0, 1, 1))
+    with torch.no_grad():
+        conv.bias.fill_(-20.0)  # every activation below 0
+    source = nn.Sequential(
+        conv, nn.MaxPool3d((3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0)),
+        nn.Conv3d(4, 5, (3, 1, 1), padding=(1, 0, 0)),
+        GlobalAvgPool3d(), Flatten(), nn.Linear(5, 3),
+    )
+    return cozoo.to_continual(source, pool_window=2).eval()
+
+
+def test_reopened_row_starts_from_the_modes_initial_state():
+    """A row that held another stream (or NaN) starts a padded stream exactly as a lone one: the max
+    pool's cache rows are -inf again, the convolutions' zero; a valid stream on the next row alongside."""
+    model = negative_max_pool()
+    reference = copy.deepcopy(model)
+    zero_start = copy.deepcopy(reference)
+    for module in zero_start.modules():  # the same model if its max pool started from zeros
+        if type(module).__name__ == "CoMaxPool3d":
+            module.initial_state_value = lambda: 0.0
+    generator = torch.Generator().manual_seed(1)
+    frames = torch.randn(16, 3, 6, 6, generator=generator)
+    pool = StreamPool(model, capacity=2, warmup="padded")
+    first = pool.open()
+    for t in range(5):
+        pool.push({first: torch.full((3, 6, 6), float("nan")) if t % 2 else frames[t]})
+    pool.close(first)  # its row keeps its state (NaN included)
+    padded, valid = pool.open(), pool.open(warmup="valid")
+    lone = {padded: copy.deepcopy(reference).stream(warmup="padded"),
+            valid: copy.deepcopy(reference).stream()}
+    zero_lone = zero_start.stream(warmup="padded")
+    compared = differ = 0
+    for t in range(16):
+        got = pool.push({padded: frames[t], valid: frames[t]})
+        for stream_id, stream in lone.items():
+            expected = stream.push(frames[t][None])
+            assert (got[stream_id] is None) == (expected is None), (stream_id, t)
+            if expected is not None:
+                assert got[stream_id].stamp == expected.stamp
+                torch.testing.assert_close(got[stream_id].logits, expected.logits, rtol=1e-5, atol=1e-5)
+                compared += 1
+        zero = zero_lone.push(frames[t][None])
+        differ += zero is not None and not torch.allclose(zero.logits, got[padded].logits, atol=1e-3)
+    assert compared == 7 + 5 and differ > 0  # and zeros in the max pool's cache would have been wrong
+
+
+def test_warmup_modes_refused_clearly():
+    model = tiny_strided()
+    with pytest.raises(ValueError, match="warmup must be 'valid' or 'padded', got 'zeros'"):
+        StreamPool(model, warmup="zeros")
+    pool = StreamPool(model, capacity=3)
+    a = pool.open()
+    pool.push({a: torch.randn(3, 8, 8)})
+    before = state_copy(pool)
+    with pytest.raises(ValueError, match="warmup must be 'valid' or 'padded', got 'same'"):
+        pool.open(warmup="same")
+    with pytest.raises(ValueError, match="warmup must be 'valid' or 'padded', got 'zero'"):
+        pool.reset(a, warmup="zero")
+    assert pool.live == [a] and pool.frames_seen(a) == 1 and pool.warmup_of(a) == "valid"
+    assert all(torch.equal(t, state_copy(pool)[k]) for k, t in before.items())
+    assert (pool.first_output_of("valid"), pool.first_output_of("padded")) == (11, 7)
+    # A model whose source padding cannot be stood in for has no padded warm-up: said at once.
+    no_padding = cozoo.to_continual(nn.Sequential(
+        nn.Conv3d(3, 2, 1), nn.AvgPool3d((3, 1, 1), stride=1, padding=(1, 0, 0), count_include_pad=False),
+        GlobalAvgPool3d(), Flatten(), nn.Linear(2, 2)), pool_window=2).eval()
+    with pytest.raises(ValueError, match="count_include_pad=False.*no padded warm-up"):
+        StreamPool(no_padding, warmup="padded")
+    pool = StreamPool(no_padding, capacity=2)
+    with pytest.raises(ValueError, match="no padded warm-up"):
+        pool.open(warmup="padded")
+    assert pool.live == []
 
 
 def state_copy(pool: StreamPool) -> dict:
@@ -241,7 +362,7 @@ def test_memory_is_constant_over_ten_thousand_pushes():
             if t % 7 == 0 and len(pool.live) == 4:
                 pool.close(pool.live[t % 4])
             if t % 3 == 0 and len(pool.live) < 4:
-                pool.open()
+                pool.open(warmup=("valid", "padded")[t % 2])
             if t % 11 == 0 and pool.live:
                 pool.reset(pool.live[0])
             pool.push({s: frames[(t + s) % 16] for i, s in enumerate(pool.live) if (t + i) % 5})
@@ -262,7 +383,8 @@ def test_memory_is_constant_over_ten_thousand_pushes():
     assert objects_after - objects < 50, f"{objects_after - objects} more Python objects"
     assert tensors_after == tensors
     assert storages_after == storages  # state updated in place, never reallocated
-    assert len(pool._counters) == model.first_output + 2 * model.stride  # one per phase, no more
+    phases = {mode: pool.first_output_of(mode) + 2 * model.stride for mode in ("valid", "padded")}
+    assert {m: sum(k[0] == m for k in pool._counters) for m in phases} == phases  # one per phase, no more
 
 
 def test_pool_refuses_training_models_and_cpu_cuda_graphs():
@@ -295,8 +417,9 @@ def test_cuda_graph_pool_equals_streams_alone():
     pool = StreamPool(model, capacity=4, cuda_graphs=True)
     alone = {}
     for t in range(30):
-        if t < 4:
-            alone[pool.open()] = copy.deepcopy(reference).stream()
+        if t < 4:  # valid and padded streams, warm-up phases eager, settled ones replayed per mode
+            mode = ("valid", "padded")[t % 2]
+            alone[pool.open(warmup=mode)] = copy.deepcopy(reference).stream(warmup=mode)
         frames = {s: torch.randn(3, 8, 8, device="cuda") for s in pool.live if (t + s) % 3}
         got = pool.push(frames)
         for stream_id, frame in frames.items():
@@ -304,4 +427,5 @@ def test_cuda_graph_pool_equals_streams_alone():
             assert (got[stream_id] is None) == (expected is None)
             if expected is not None:
                 torch.testing.assert_close(got[stream_id].logits, expected.logits, rtol=1e-5, atol=1e-6)
-    assert pool._graphs
+                assert got[stream_id].stamp == expected.stamp
+    assert {mode for mode, _ in pool._graphs} == {"valid", "padded"}

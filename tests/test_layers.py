@@ -21,6 +21,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "cozoo"
 LAYERS: dict[str, int] = {
     "cozoo.version": 0,
     "cozoo.runtime": 0,  # torch-free: runs exported steps with onnxruntime, numpy and PyAV only
+    "cozoo.timeline": 0,  # torch-free: which frames a model steps on (clips, streams, the ONNX runner)
     "cozoo.layers": 1,
     "cozoo.labels": 1,
     "cozoo.distributed": 1,

@@ -13,6 +13,8 @@ from helpers import faststart_video
 
 import cozoo
 from cozoo.cli import main
+from cozoo.commands.choices import WARMUP_MODES
+from cozoo.continual import base as continual_base
 from cozoo.continual import to_continual
 from cozoo.data import eval_transform, read_frames, train_transform, write_synthetic_stream, write_video
 from cozoo.data.kinetics import CorruptVideoWarning, save_label_map
@@ -203,6 +205,29 @@ def test_cli_stream_label_map_and_sampling_rate(
     frame_lines = [line for line in out if line.startswith("frame ")]
     assert [int(line.split()[1]) for line in frame_lines] == [14, 16, 18]
     assert sorted(s.split()[0] for s in frame_lines[0].split(": ")[1].split(", ")) == ["a", "b", "c"]
+
+
+def test_cli_stream_padded_warmup_predicts_from_delay(
+    video: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CoSlow-R50 needs 26 frames in a valid warm-up (none in this 20-frame video), 17 in a padded one:
+    predictions at frames 16-19, stamped with source clips that start at frame t - 16."""
+    common = ["stream", str(video[0]), "--model", "coslow_r50", "--crop", str(CROP), "--sampling-rate", "1",
+              "--by-index", "--top-k", "1", "--quiet"]
+    assert main(common) == 1
+    assert "the first prediction needs 26 frames" in capsys.readouterr().err
+    assert main([*common, "--warmup", "padded"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "first prediction after 17 model steps (padded warm-up" in out[0]
+    frame_lines = [line for line in out if line.startswith("frame ")]
+    assert [int(line.split()[1]) for line in frame_lines] == [16, 17, 18, 19]
+    stamps = [re.search(r"\(clip (\d+)-(\d+),", line).groups() for line in frame_lines]
+    assert [int(first) for first, _ in stamps] == [0, 1, 2, 3]
+    assert "20 frames decoded, 20 model steps, 4 predictions" in out[-1]
+    with pytest.raises(SystemExit):
+        main([*common, "--warmup", "zeros"])
+    assert "argument --warmup: invalid choice: 'zeros'" in capsys.readouterr().err
+    assert WARMUP_MODES == continual_base.WARMUP_MODES  # the torch-free parser's copy
 
 
 def test_cli_stream_errors(

@@ -9,9 +9,10 @@ from typing import NamedTuple
 
 from torch import nn
 
+from cozoo.commands.choices import FLOPS_PROTOCOLS
 from cozoo.continual import to_continual
 from cozoo.factory import create_model, get_config, list_models
-from cozoo.flops import BatchNormCount, FlopCount, convention, count_flops
+from cozoo.flops import FlopCount, convention, count_flops
 from cozoo.weights.manifest import manifest_entry
 
 
@@ -37,7 +38,7 @@ CO3D: dict[str, Co3DFigures] = {
     "r2plus1d_18": Co3DFigures(112, 40.71, None),
     "r2plus1d_18_8f": Co3DFigures(112, 20.35, None),
 }
-PROTOCOLS: dict[str, BatchNormCount] = {"pytorchvideo": "train", "co3d": "eval"}
+PROTOCOLS = FLOPS_PROTOCOLS
 PROTOCOL_NOTES = {
     "co3d": "The Co3D table counted with ptflops 0.6.8 (ReLU, pooling and biases too): on the same networks "
             "it gives ~1% more per clip and 5-6% more per CoX3D step (benchmarks/flops_conventions.py)",

@@ -13,6 +13,8 @@ from cozoo.commands import (
     positive_float,
     positive_int,
 )
+from cozoo.commands.choices import FLOPS_PROTOCOLS, WARMUP_MODES
+from cozoo.evaluation.modes import DEFAULT_MODES, MODES
 
 _WEIGHTS_DOC = """``cozoo weights fetch|import|list``: manage the cache of pretrained checkpoints."""
 _FLOPS_DOC = """``cozoo flops NAME [--per-frame]`` and ``cozoo flops --all``: compute cost against the
@@ -46,10 +48,7 @@ _EXTRACT_DOC = """``cozoo extract --model NAME --videos DIR|CSV --out DIR``: fea
 safetensors file each (see `cozoo.inference.extract`): per clip for a regular model, per frame for a continual
 one. Reruns skip finished videos; ``torchrun -m cozoo extract ...`` shares the videos among the processes."""
 
-# Kept equal to `cozoo.commands.flops.PROTOCOLS` and `cozoo.evaluation.evaluate.MODES` (tests/test_cli.py).
-PROTOCOLS = ("pytorchvideo", "co3d")
-MODES = ("clip", "multiview", "stream", "co3d")
-DEFAULT_MODES = ("clip", "multiview", "stream")
+PROTOCOLS = tuple(FLOPS_PROTOCOLS)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -246,6 +245,10 @@ def add_stream(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pad", action="store_true",
                         help="for a video shorter than the warm-up: repeat its last frame until the first "
                         "prediction (the clip samplers' rule for short videos)")
+    parser.add_argument("--warmup", choices=WARMUP_MODES, default="valid",
+                        help="valid (default): predictions once the receptive field holds real frames; "
+                        "padded: the state starts as the source network's temporal zero padding, so "
+                        "predictions begin at step `delay` (Co3D's early outputs)")
     parser.add_argument("--plot", metavar="PNG", help="write the top classes' probabilities over time here "
                         "(several sources: PNG-0.png, PNG-1.png, ...)")
     parser.add_argument("--jsonl", metavar="PATH",

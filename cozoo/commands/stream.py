@@ -109,8 +109,10 @@ def _header(args: argparse.Namespace, loaded: LoadedModel, streamer: VideoStream
         back, centre = timing.delay * per_step, (timing.delay - (timing.clip_length - 1) / 2) * per_step
         stands_for = (f"each prediction at frame f stands for the source clip of {timing.clip_length} model "
                       f"frames from video frame f - {back:g} (centre about f - {centre:g})")
+    warmup = " (padded warm-up: the first predictions see the source's zero padding)" if (
+        args.warmup == "padded") else ""
     return (f"{args.model} ({_weights(loaded)}): {streamer.transform.crop}px frames, {taken}; first "
-            f"prediction after {streamer.first_output + 1} model steps (video frame {needed - 1}"
+            f"prediction after {streamer.first_output + 1} model steps{warmup} (video frame {needed - 1}"
             f"{_seconds(needed, streamer.fps)}: {short_videos})"
             f"{f', then one every {stride * per_step:g} video frames' if stride > 1 else ''}; {stands_for}"
             f"{'; BatchNorm folded into the convolutions' if args.fuse_bn else ''}"
@@ -133,7 +135,8 @@ def _stream(args: argparse.Namespace) -> int:
     continual = continual.to(args.device)
     rate = loaded.config.sampling_rate if args.sampling_rate is None else args.sampling_rate
     transform = frame_transform(loaded.config, args.crop)
-    streamer = VideoStreamer(continual, transform, rate, args.device, target_fps=loaded.config.target_fps)
+    streamer = VideoStreamer(continual, transform, rate, args.device, target_fps=loaded.config.target_fps,
+                             warmup=args.warmup)
     streamer.fps = next(iter(declared.values())).fps if declared else None  # for the header
     print(_header(args, loaded, streamer, rate), file=human, flush=True)
     if not args.quiet:
@@ -159,7 +162,8 @@ def _stream(args: argparse.Namespace) -> int:
 
     jsonl = JsonLines(args.jsonl) if args.jsonl else None
     runner = LiveRunner(continual, transform, specs, names, options, args.device,
-                        StreamPool(continual, capacity=len(specs), cuda_graphs=args.cuda_graphs), jsonl,
+                        StreamPool(continual, capacity=len(specs), cuda_graphs=args.cuda_graphs,
+                                   warmup=args.warmup), jsonl,
                         _numbered(args.out, len(specs)), on_prediction, lambda run, item: advance(),
                         log=lambda message: tqdm.write(f"cozoo stream: {message}", file=sys.stderr))
     runs = runner.run()

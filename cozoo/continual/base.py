@@ -26,8 +26,8 @@ source outputs that would have touched it (the Co3D "model shift"). `set_source_
 restores the source network's clip-mode behaviour, for weight-transfer checks.
 
 Step mode is written for CUDA-graph capture: state lives in buffers allocated at the first step after
-`reset()` and then updated in place; which modules run at a step depends only on the step count,
-never on data.
+`reset()` (by `new_state`, filled with the module's `initial_state_value`) and then updated in place;
+which modules run at a step depends only on the step count, never on data.
 """
 
 from __future__ import annotations
@@ -198,6 +198,18 @@ class ContinualModule:
 
     def _reset_state(self) -> None:
         """Drop this module's own state (children are reset by `reset`)."""
+
+    def initial_state_value(self) -> float:
+        """The value every element of this module's state holds when a stream starts (what the source pads
+        with: zeros; a max pool ignores its padding, which -inf stands for). State is allocated at the
+        module's first step, filled with this value by `new_state`; a `StreamPool` fills the rows of a
+        stream it opens or resets with it (an LSTM's (h, c) start at torch's default zeros)."""
+        return 0.0
+
+    def new_state(self, like: torch.Tensor, *shape: int) -> torch.Tensor:
+        """A state buffer of ``shape`` on ``like``'s dtype and device, as a stream starts it
+        (`initial_state_value`): every stateful module allocates through here."""
+        return like.new_full(shape, self.initial_state_value())
 
     # -- explicit state (export) -----------------------------------------------------------------------
     # Steps keep their state inside the modules; an exported step takes and returns it instead. These two
@@ -380,11 +392,6 @@ class WindowedLayer(ContinualModule):
     def _bind(self, inp: Schedule) -> None:
         if not inp.padded:  # a padded stream keeps the source's own phase: no skip to remember
             self.input_skip = inp.skip
-
-    def initial_state_value(self) -> float:
-        """Warm-up hook: the value a new state buffer holds, i.e. what the source pads with (zeros; a
-        max pool ignores its padding, which -inf stands for). Read only by ``warmup="padded"``."""
-        return 0.0
 
     def _tick(self) -> bool:
         """Count one input step (``self._steps``, periodic once past the first output); whether the

@@ -242,7 +242,7 @@ class AlignedMerge(ScheduledContainer, nn.Module):
                 continue
             if fifos[i] is None:
                 depth = alignment.fifo_depth(i)
-                fifos[i] = value.new_zeros(*value.shape[:2], depth, *value.shape[2:])
+                fifos[i] = self.new_state(value, *value.shape[:2], depth, *value.shape[2:])
             if alignment.read_first[i]:
                 deferred.append(i)
             else:

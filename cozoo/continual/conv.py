@@ -27,6 +27,8 @@ from cozoo.continual.fastpath import (
     bn_key,
     depthwise_cache_layout,
     fold_bn,
+    pointwise,
+    pointwise_applies,
     ring_cache_applies,
     ring_weight,
     ring_write,
@@ -149,7 +151,10 @@ class CoConv3d(WindowedLayer, nn.Module):
                 None if b is None else (b.data_ptr(), b._version))
 
     def _conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """The spatial part of the convolution on one frame: a 2D conv (faster than a 3D conv with T=1)."""
+        """The spatial part of the convolution on one frame: a 2D conv (faster than a 3D conv with T=1), or
+        the matrix product it is for a 1x1 kernel (`pointwise`)."""
+        if pointwise_applies(x, weight, self.spatial_stride, self.spatial_padding, self.groups):
+            return pointwise(x, weight, bias)
         return F.conv2d(
             x, weight, bias, self.spatial_stride, self.spatial_padding, self.spatial_dilation, self.groups
         )
@@ -181,7 +186,8 @@ class CoConv3d(WindowedLayer, nn.Module):
             n, c, h, w = frame.shape
             layout = (depthwise_cache_layout(frame, tuple(self.weight.shape[3:])) if self.depthwise
                       else torch.contiguous_format)
-            self._state = frame.new_zeros(n, c, self.receptive_field, h, w).contiguous(memory_format=layout)
+            state = self.new_state(frame, n, c, self.receptive_field, h, w)
+            self._state = state.contiguous(memory_format=layout)
             self._ring_slot = 0 if ring_cache_applies(frame, self.depthwise, self.dilation_t) else None
         slot = self._ring_slot
         if slot is None:
@@ -208,7 +214,7 @@ class CoConv3d(WindowedLayer, nn.Module):
         n, _, h, w = taps.shape
         taps = taps.view(n, self.out_channels, self.kernel_t, h, w)
         if self._state is None:
-            self._state = taps.new_zeros(n, self.out_channels, self.receptive_field - 1, h, w)
+            self._state = self.new_state(taps, n, self.out_channels, self.receptive_field - 1, h, w)
         # The oldest pending sum completes now with the newest tap.
         out = self._state[:, :, 0] + taps[:, :, 0]
         bias = self._step_params(bn)[1]

@@ -12,6 +12,11 @@ switches them off, for equivalence tests and for before/after benchmarks in one 
   X3D's 3x3x3 convs at batch 1, one thread). The output frame is then channels-last too, which the
   following per-frame ops and 1x1 convs take as it is. CUDA caches keep their layout (not measured there).
 
+* **1x1 convs as matrix products on CPU.** A conv of one frame (or a frame window viewed as channels) whose
+  spatial kernel is 1x1, with stride 1 and one group, is a matrix product over pixels (`pointwise`): one
+  GEMM in the input's own memory layout, where ATen's 2D conv takes a slow im2col path that costs ~50 us
+  a call even on tiny frames at one thread (55 such convs per CoX3D-S step).
+
 * **Depthwise caches as ring buffers on CPU.** Instead of shifting its K_T-frame cache (K_T - 1 frame copies
   per step), a depthwise conv with temporal dilation 1 writes each frame over the oldest one and convolves
   with its weight's taps rolled to match (`ring_weight`): one frame copy per step. The slot is a Python
@@ -32,6 +37,7 @@ import torch
 from torch import nn
 
 _enabled = True
+_rings = True
 
 
 def fast_steps_enabled() -> bool:
@@ -51,6 +57,19 @@ def fast_steps(enabled: bool) -> Iterator[None]:
         yield
     finally:
         _enabled = saved
+
+
+@contextlib.contextmanager
+def ring_caches(enabled: bool) -> Iterator[None]:
+    """Allocate new depthwise caches as ring buffers or not (``False``: shifted caches), the other fast
+    paths unchanged. A ring's slot is one counter for the whole batch, so steps that must leave some rows
+    untouched (`cozoo.inference.StreamPool`) need shifted caches."""
+    global _rings
+    saved, _rings = _rings, enabled
+    try:
+        yield
+    finally:
+        _rings = saved
 
 
 def folding_active() -> bool:
@@ -121,10 +140,35 @@ def temporal_depthwise(window: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
+def pointwise_applies(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...],
+                      padding: tuple[int, ...], groups: int) -> bool:
+    """Whether a 2D conv of ``x`` (N, C, H, W) by ``weight`` is a plain matrix product that `pointwise`
+    computes: fast paths on, CPU, 1x1 kernel, stride 1, no padding, one group."""
+    return (_enabled and x.device.type == "cpu" and groups == 1 and tuple(weight.shape[2:]) == (1, 1)
+            and tuple(stride) == (1, 1) and tuple(padding) == (0, 0))
+
+
+def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1 conv (C_out, C, 1, 1) of ``x`` (N, C, H, W) as one matrix product, without copying ``x``: a
+    channels-last input is a (pixels, C) matrix and gives a channels-last output; a contiguous one is
+    (N, C, pixels) and gives a contiguous output, as the conv would."""
+    n, c, h, w = x.shape
+    matrix = weight.view(weight.shape[0], c)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        pixels = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        out = torch.mm(pixels, matrix.t()) if bias is None else torch.addmm(bias, pixels, matrix.t())
+        return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+    channels = x.reshape(n, c, h * w)
+    if bias is None:
+        return torch.matmul(matrix, channels).view(n, -1, h, w)
+    return torch.baddbmm(bias.view(1, -1, 1), matrix.expand(n, -1, -1), channels).view(n, -1, h, w)
+
+
 def ring_cache_applies(frame: torch.Tensor, depthwise: bool, dilation: int) -> bool:
-    """Whether a new frame cache of a conv becomes a ring buffer (`ring_write`): fast paths on, CPU,
-    depthwise, temporal dilation 1. Decided once per stream, when the cache is allocated."""
-    return _enabled and frame.device.type == "cpu" and depthwise and dilation == 1
+    """Whether a new frame cache of a conv becomes a ring buffer (`ring_write`): fast paths and rings on
+    (`ring_caches`), CPU, depthwise, temporal dilation 1. Decided once per stream, when the cache is
+    allocated."""
+    return _enabled and _rings and frame.device.type == "cpu" and depthwise and dilation == 1
 
 
 def ring_write(cache: torch.Tensor, frame: torch.Tensor, slot: int) -> torch.Tensor:

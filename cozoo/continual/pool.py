@@ -62,7 +62,7 @@ class _CoPool3d(WindowedLayer, nn.Module):
             return self._pool(frame.unsqueeze(2), 1, 0).squeeze(2) if emit else None
         if self._state is None:
             n, c, h, w = frame.shape
-            self._state = frame.new_full((n, c, self.kernel_t, h, w), self.initial_state_value())
+            self._state = self.new_state(frame, n, c, self.kernel_t, h, w)
         self._state = shift_in(self._state, frame)
         return self._pool(self._state, 1, 0).squeeze(2) if emit else None
 
@@ -189,7 +189,7 @@ class CoGlobalAvgPool3d(ContinualModule, nn.Module):
         self._steps = advance(self._steps, self.window - 1, 1)
         pooled = self._spatial(frame)
         if self._state is None:
-            self._state = pooled.new_zeros(*pooled.shape[:2], self.window, *pooled.shape[2:])
+            self._state = self.new_state(pooled, *pooled.shape[:2], self.window, *pooled.shape[2:])
         self._state = shift_in(self._state, pooled)
         if not emit:
             return None

@@ -12,6 +12,12 @@ Step mode keeps two kinds of state (see `base`):
 `StateLayout` names every state tensor by its place in the model, so a caller can snapshot the rows it
 must keep, and `check_known_state` refuses a model holding step state under a name listed here neither
 as a counter nor as a state tensor (a pool would not mask it, and streams would leak into each other).
+
+Both warm-up modes (``reset(warmup=...)``) use the same state tensors; what differs is the schedule (the
+modules read their ``_warmup`` flag at each step: `StateLayout.set_warmup` switches it between the
+steps of streams of different modes) and the values a stream starts from (`initial_value`). Shapes do
+not differ: a padded stream emits the same source elements on the same steps as a valid one, plus
+earlier ones, so a merge pairs its paths with the same lags (FIFO depths) in both modes.
 """
 
 from __future__ import annotations
@@ -52,6 +58,17 @@ class StateLayout:
                 if name in module.__dict__:
                     module.__dict__[name] = next(values)
 
+    def set_warmup(self, warmup: str) -> None:
+        """Switch every module's warm-up mode (as `ContinualModule.reset` sets it) without touching state:
+        the next step runs with that mode's schedule (the caller sets the counters to match)."""
+        for module in self.modules:
+            module.__dict__["_warmup"] = warmup
+
+    def initial_value(self, key: StateKey) -> float:
+        """The value the state tensor ``key`` holds when a stream starts (its module's
+        `ContinualModule.initial_state_value`, in the module's current warm-up mode)."""
+        return self.modules[key[0]].initial_state_value()
+
     def tensors(self) -> Iterator[tuple[StateKey, torch.Tensor, int]]:
         """Every allocated state tensor with its key and batch dim (entries not yet allocated are skipped)."""
         for index, module in enumerate(self.modules):
@@ -77,3 +94,4 @@ class StateLayout:
                         "cozoo.continual.state does not know: it cannot be kept per batch row "
                         "(add it to STATE_ATTRIBUTES with its batch dim)"
                     )
+

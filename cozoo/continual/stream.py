@@ -10,11 +10,11 @@ from torch import nn
 
 from cozoo.continual.base import ContinualModule, check_warmup
 from cozoo.continual.graph import CudaGraphStepper
-from cozoo.continual.timing import FrameStamp, Timing, timing
+from cozoo.continual.timing import FrameStamp, Stamped, Timing, timing
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Prediction(Stamped):
     """Model output for one step, stamped with the input frames it stands for (see `cozoo.continual.timing`).
 
     ``frame_index``: the 0-based index of the frame just pushed (= ``last_frame``); ``first_frame``: the
@@ -29,14 +29,6 @@ class Prediction:
     clip_first: int
     clip_last: int
     features: torch.Tensor | None = None
-
-    @property
-    def last_frame(self) -> int:
-        return self.frame_index
-
-    @property
-    def centre_frame(self) -> float:
-        return (self.clip_first + self.clip_last) / 2
 
     @property
     def stamp(self) -> FrameStamp:

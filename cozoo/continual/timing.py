@@ -40,6 +40,24 @@ class FrameStamp:
         return (self.clip_first + self.clip_last) / 2
 
 
+class Stamped:
+    """``last_frame`` and ``centre_frame`` of an output stamped with ``frame_index`` (the frame just pushed),
+    ``clip_first`` and ``clip_last`` (its source clip): shared by a stream's `Prediction` and a video's
+    ``FramePrediction``."""
+
+    frame_index: int
+    clip_first: int
+    clip_last: int
+
+    @property
+    def last_frame(self) -> int:
+        return self.frame_index
+
+    @property
+    def centre_frame(self) -> float:
+        return (self.clip_first + self.clip_last) / 2
+
+
 @dataclass(frozen=True)
 class Timing:
     """A model's alignment: enough to stamp the output of any step (`stamp`)."""

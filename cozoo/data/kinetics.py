@@ -28,11 +28,11 @@ from cozoo.data.samplers import (
     ClipSampler,
     RandomClipSampler,
     resampled_length,
-    samples_by_time,
     to_video_frames,
 )
 from cozoo.data.transforms import to_float_clip
 from cozoo.data.video import PathLike, VideoDecodeError, VideoEndedEarly, VideoInfo, probe_video, read_frames
+from cozoo.timeline import samples_by_time
 
 REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")

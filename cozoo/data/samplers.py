@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from cozoo.timeline import video_frame_at
+
 
 def clip_span(frames: int, sampling_rate: int) -> int:
     """Number of video frames covered by one clip."""
@@ -37,17 +39,6 @@ def clip_indices(start: int, frames: int, sampling_rate: int, num_video_frames: 
 def _check_clip(frames: int, sampling_rate: int) -> None:
     if frames < 1 or sampling_rate < 1:
         raise ValueError(f"frames and sampling_rate must be >= 1, got {frames} and {sampling_rate}")
-
-
-def samples_by_time(video_fps: float | None, target_fps: float | None) -> bool:
-    """Whether a video is sampled on a ``target_fps`` timeline: a target is set, the video's rate is known
-    and differs from it by at least 0.001 fps (nearer rates are sampled by frame index)."""
-    return target_fps is not None and bool(video_fps) and abs(video_fps - target_fps) >= 1e-3  # type: ignore[operator]
-
-
-def video_frame_at(index: float, video_fps: float, target_fps: float) -> int:
-    """The video frame on screen at instant ``index / target_fps`` (unclamped)."""
-    return math.floor(index * video_fps / target_fps + 1e-6)
 
 
 def resampled_length(num_video_frames: int, video_fps: float, target_fps: float) -> int:

@@ -43,6 +43,7 @@ from cozoo.continual.convert import check_pool_window
 from cozoo.data.kinetics import CorruptVideoWarning, KineticsDataset, read_annotations
 from cozoo.data.loader import build_dataset
 from cozoo.data.video import PathLike, VideoDecodeError
+from cozoo.evaluation.modes import DEFAULT_MODES, MODES
 from cozoo.factory import create_model, get_config
 from cozoo.inference.plots import new_figure, save_figure
 from cozoo.inference.video import FrameTransform, VideoStreamer, frame_transform, stream_video_to_end
@@ -55,8 +56,6 @@ from cozoo.weights.converters import CheckpointMismatchError
 from cozoo.weights.load import WeightsFormatError, fit_state_dict, read_checkpoint
 from cozoo.weights.manifest import manifest_entry
 
-MODES = ("clip", "multiview", "stream", "co3d")
-DEFAULT_MODES = ("clip", "multiview", "stream")
 TOP_K = (1, 5)
 
 

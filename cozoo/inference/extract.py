@@ -31,11 +31,12 @@ from tqdm import tqdm
 
 from cozoo import distributed
 from cozoo.data.kinetics import CorruptVideoWarning
-from cozoo.data.samplers import UniformClipSampler, resampled_length, samples_by_time, to_video_frames
+from cozoo.data.samplers import UniformClipSampler, resampled_length, to_video_frames
 from cozoo.data.transforms import eval_transform
 from cozoo.data.video import VideoDecodeError, VideoEndedEarly, probe_video, read_frames
 from cozoo.inference.video import VideoStreamer, frame_transform, stream_video_to_end
 from cozoo.models.registry import ModelConfig
+from cozoo.timeline import samples_by_time
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 

@@ -28,7 +28,8 @@ from cozoo.inference.jsonl import JsonLines
 from cozoo.inference.pacing import FrameBuffer, QueuedFrame, start_reader
 from cozoo.inference.pool import StreamPool
 from cozoo.inference.sources import ReconnectPolicy, SourceFrame, SourceSpec, read_source
-from cozoo.inference.video import FramePrediction, FrameTransform, steps_at_frame
+from cozoo.inference.video import FramePrediction, FrameTransform
+from cozoo.timeline import steps_at_frame
 
 
 class StreamBatcher(Protocol):

@@ -4,17 +4,21 @@ A pool has ``capacity`` batch rows. A stream opened on the pool gets a row and a
 reused, so a stale id is refused rather than fed into a newer stream). Each row counts its own frames;
 from that count alone follow:
 
-* which rows to zero before the next step (rows of streams opened or reset since the last step);
+* which rows to set to their warm-up mode's initial state before the next step (rows of streams opened
+  or reset since the last step);
 * the *phase* a row's step runs in: a continual model's step depends on the frames seen, through the
   step counters of its strided layers, but only up to its period once warm (``settle`` frames). Rows in
   the same phase can share one batched step; rows in other phases must keep their state (masked);
 * whether the step's output for a row is a prediction (the lone stream would emit one) or warm-up / a
   skipped strided step (the lone stream gives ``None``), and the frame index to stamp it with.
+
+Each stream has a warm-up mode (a name, e.g. ``"valid"`` or ``"padded"``), fixed when it is opened or
+reset, with its own `SlotSchedule`; rows share a step only with rows of the same mode and phase.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -41,10 +45,27 @@ def next_phase(current: int, settle: int, period: int) -> int:
 
 
 @dataclass(frozen=True)
-class Group:
-    """Rows stepped together: all in one ``phase``; ``others_live`` says whether rows of other open
-    streams exist (then the step must keep their state: a masked update)."""
+class SlotSchedule:
+    """A warm-up mode's schedule: ``first_output``/``stride``, when the model emits; ``settle``/``period``,
+    when its step becomes periodic, and the period (see `phase`)."""
 
+    first_output: int
+    stride: int
+    settle: int
+    period: int
+
+    def __post_init__(self) -> None:
+        if self.stride < 1 or self.period < 1 or self.settle < 0 or self.first_output < 0:
+            raise ValueError(f"bad schedule: first_output={self.first_output} stride={self.stride} "
+                             f"settle={self.settle} period={self.period}")
+
+
+@dataclass(frozen=True)
+class Group:
+    """Rows stepped together: all in one ``warmup`` mode and ``phase``; ``others_live`` says whether rows
+    of other open streams exist (then the step must keep their state: a masked update)."""
+
+    warmup: str
     phase: int
     rows: tuple[int, ...]
     others_live: bool
@@ -52,35 +73,39 @@ class Group:
 
 @dataclass(frozen=True)
 class Plan:
-    """What one push does: zero ``zero_rows``, step each group, and for each pushed row whether its
-    output is a prediction and the frame index it is stamped with."""
+    """What one push does: start ``fresh_rows`` from their mode's initial state, step each group, and
+    for each pushed row whether its output is a prediction and the frame index it is stamped with."""
 
-    zero_rows: tuple[int, ...]
+    fresh_rows: tuple[int, ...]
     groups: tuple[Group, ...]
     valid: dict[int, bool]
     frame_index: dict[int, int]
 
 
 class SlotTable:
-    """Ids, rows and frame counts of the streams of a pool with ``capacity`` rows.
+    """Ids, rows, warm-up modes and frame counts of the streams of a pool with ``capacity`` rows.
 
-    ``first_output``/``stride``: when the model emits; ``settle``/``period``: when its step becomes
-    periodic, and the period (see `phase`).
+    ``schedules``: the `SlotSchedule` of each warm-up mode a stream may take; ``default``: the mode of a
+    stream opened without one.
     """
 
-    def __init__(self, capacity: int, first_output: int, stride: int, settle: int, period: int) -> None:
+    def __init__(self, capacity: int, schedules: Mapping[str, SlotSchedule], default: str) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be a positive int, got {capacity!r}")
-        if stride < 1 or period < 1 or settle < 0 or first_output < 0:
-            raise ValueError(f"bad schedule: first_output={first_output} stride={stride} settle={settle} "
-                             f"period={period}")
         self.capacity = capacity
-        self.first_output, self.stride, self.settle, self.period = first_output, stride, settle, period
+        self.schedules = dict(schedules)
+        self.default = self._check_mode(default)
         self._ids: list[int | None] = [None] * capacity  # stream id per row
         self._rows: dict[int, int] = {}  # row per open stream id
         self._frames = [0] * capacity
-        self._pending_zero: set[int] = set()
+        self._modes = [default] * capacity  # warm-up mode per row (a free row keeps its last one)
+        self._pending_fresh: set[int] = set()
         self._next_id = 0
+
+    def _check_mode(self, warmup: str) -> str:
+        if warmup not in self.schedules:
+            raise ValueError(f"warmup must be one of {sorted(self.schedules)}, got {warmup!r}")
+        return warmup
 
     @property
     def live(self) -> list[int]:
@@ -100,8 +125,18 @@ class SlotTable:
             raise SlotError(f"unknown stream id {stream_id!r} (open streams: {self.live})")
         return row
 
-    def open(self) -> int:
-        """A new stream on a free row (zeroed before its first step); its id."""
+    def warmup(self, stream_id: int) -> str:
+        """The warm-up mode of an open stream."""
+        return self._modes[self.row(stream_id)]
+
+    def row_warmup(self, row: int) -> str:
+        """The warm-up mode of the stream on ``row`` (a free row: its last stream's, or the default)."""
+        return self._modes[row]
+
+    def open(self, warmup: str | None = None) -> int:
+        """A new stream on a free row (set to its mode's initial state before its first step); its id.
+        ``warmup``: its warm-up mode (the table's default when None)."""
+        mode = self.default if warmup is None else self._check_mode(warmup)
         try:
             row = self._ids.index(None)
         except ValueError:
@@ -110,23 +145,26 @@ class SlotTable:
             ) from None
         stream_id, self._next_id = self._next_id, self._next_id + 1
         self._ids[row], self._rows[stream_id] = stream_id, row
-        self._restart(row)
+        self._restart(row, mode)
         return stream_id
 
     def close(self, stream_id: int) -> None:
-        """Free the stream's row (its state is left as it is: zeroed when the row is reopened)."""
+        """Free the stream's row (its state is left as it is: set afresh when the row is reopened)."""
         row = self.row(stream_id)
         del self._rows[stream_id]
         self._ids[row] = None
-        self._pending_zero.discard(row)
+        self._pending_fresh.discard(row)
 
-    def reset(self, stream_id: int) -> None:
-        """Start the stream anew: its row is zeroed before its next step and its frames count from 0."""
-        self._restart(self.row(stream_id))
+    def reset(self, stream_id: int, warmup: str | None = None) -> None:
+        """Start the stream anew: its row is set to its initial state before its next step and its frames
+        count from 0. ``warmup``: a new warm-up mode (None keeps the stream's)."""
+        row = self.row(stream_id)
+        self._restart(row, self._modes[row] if warmup is None else self._check_mode(warmup))
 
-    def _restart(self, row: int) -> None:
+    def _restart(self, row: int, warmup: str) -> None:
         self._frames[row] = 0
-        self._pending_zero.add(row)
+        self._modes[row] = warmup
+        self._pending_fresh.add(row)
 
     def plan(self, stream_ids: Iterable[int]) -> Plan:
         """What pushing one frame to each of ``stream_ids`` does (nothing changes until `commit`)."""
@@ -136,23 +174,31 @@ class SlotTable:
             if row in rows:
                 raise SlotError(f"stream {stream_id} is given twice")
             rows.append(row)
-        by_phase: dict[int, list[int]] = {}
+        by_phase: dict[tuple[str, int], list[int]] = {}
         for row in sorted(rows):
-            by_phase.setdefault(phase(self._frames[row], self.settle, self.period), []).append(row)
+            schedule = self.schedules[self._modes[row]]
+            key = (self._modes[row], phase(self._frames[row], schedule.settle, schedule.period))
+            by_phase.setdefault(key, []).append(row)
         live = set(self._rows.values())
         groups = tuple(
-            Group(p, tuple(members), bool(live - set(members))) for p, members in sorted(by_phase.items())
+            Group(mode, p, tuple(members), bool(live - set(members)))
+            for (mode, p), members in sorted(by_phase.items())
         )
+        valid = {}
+        for row in rows:
+            schedule = self.schedules[self._modes[row]]
+            valid[row] = emits(self._frames[row], schedule.first_output, schedule.stride)
         return Plan(
-            zero_rows=tuple(sorted(self._pending_zero)),
+            fresh_rows=tuple(sorted(self._pending_fresh)),
             groups=groups,
-            valid={r: emits(self._frames[r], self.first_output, self.stride) for r in rows},
+            valid=valid,
             frame_index={r: self._frames[r] for r in rows},
         )
 
     def commit(self, plan: Plan) -> None:
-        """Record that ``plan`` was stepped: its rows are zeroed and each pushed row saw one more frame."""
-        self._pending_zero.difference_update(plan.zero_rows)
+        """Record that ``plan`` was stepped: its fresh rows are set and each pushed row saw one more
+        frame."""
+        self._pending_fresh.difference_update(plan.fresh_rows)
         for group in plan.groups:
             for row in group.rows:
                 self._frames[row] += 1

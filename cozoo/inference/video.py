@@ -20,11 +20,12 @@ import torch
 from torch import nn
 
 from cozoo.continual.stream import Stream
+from cozoo.continual.timing import Stamped
 from cozoo.data.kinetics import CorruptVideoWarning
-from cozoo.data.samplers import samples_by_time, video_frame_at
 from cozoo.data.transforms import VideoTransform, eval_transform
 from cozoo.data.video import FRAME_COUNT_SLACK, PathLike, VideoDecodeError, iter_frames, probe_video
 from cozoo.models.registry import ModelConfig
+from cozoo.timeline import frames_per_step, samples_by_time, step_frame, steps_at_frame
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def frame_transform(config: ModelConfig, crop: int | None = None) -> FrameTransf
 
 
 @dataclass(frozen=True)
-class FramePrediction:
+class FramePrediction(Stamped):
     """The model's output after video frame ``frame_index`` (the ``step``-th frame it was fed), stamped in
     video frames (see `cozoo.continual.timing`): ``first_frame .. frame_index`` is what its receptive field
     spans, ``clip_first .. clip_last`` its source clip (the frames the regular model's clip would sample)
@@ -74,14 +75,6 @@ class FramePrediction:
     clip_first: int
     clip_last: int
     features: torch.Tensor | None = None  # a features stream's (``VideoStreamer(features=True)``)
-
-    @property
-    def last_frame(self) -> int:
-        return self.frame_index
-
-    @property
-    def centre_frame(self) -> float:
-        return (self.clip_first + self.clip_last) / 2
 
     @property
     def probs(self) -> torch.Tensor:
@@ -179,21 +172,17 @@ class VideoStreamer:
 
     @property
     def by_time(self) -> bool:
-        """Whether steps are taken by time (`cozoo.data.samplers.samples_by_time`, as clips are)."""
+        """Whether steps are taken by time (`cozoo.timeline.samples_by_time`, as clips are)."""
         return samples_by_time(self.fps, self.target_fps)
 
     @property
     def frames_per_step(self) -> float:
-        """Video frames between consecutive model steps (``sampling_rate``, rescaled when by time)."""
-        if not self.by_time:
-            return float(self.sampling_rate)
-        return self.sampling_rate * self.fps / self.target_fps  # type: ignore[operator]
+        """Video frames between consecutive model steps (`cozoo.timeline.frames_per_step`)."""
+        return frames_per_step(self.sampling_rate, self.fps, self.target_fps)
 
     def video_frame(self, step: int) -> int:
-        """The video frame model step ``step`` takes (on the ``target_fps`` timeline: the frame on screen)."""
-        if not self.by_time:
-            return step * self.sampling_rate
-        return video_frame_at(step * self.sampling_rate, self.fps, self.target_fps)  # type: ignore[arg-type]
+        """The video frame model step ``step`` takes (`cozoo.timeline.step_frame`)."""
+        return step_frame(step, self.sampling_rate, self.fps, self.target_fps)
 
     def _steps_at(self, index: int) -> int:
         return steps_at_frame(index, self.sampling_rate, self.fps, self.target_fps)
@@ -210,19 +199,6 @@ class VideoStreamer:
             if prediction is not None:
                 return prediction
         return None
-
-
-def steps_at_frame(index: int, sampling_rate: int, fps: float | None, target_fps: float | None) -> int:
-    """How many model steps take video frame ``index`` (of a video at ``fps``): the instants
-    ``k * sampling_rate / target_fps`` (k = 0, 1, ...) at which it is on screen, or every
-    ``sampling_rate``-th frame by index (`cozoo.data.samplers.samples_by_time` decides which)."""
-    if not samples_by_time(fps, target_fps):
-        return int(index % sampling_rate == 0)
-    step = sampling_rate * fps / target_fps  # type: ignore[operator]
-    # step k takes frame floor(k * step) (`VideoStreamer.video_frame`, with `video_frame_at`'s tolerance)
-    first = math.ceil((index - 1e-6) / step)
-    end = math.ceil((index + 1 - 1e-6) / step)
-    return max(end - first, 0)
 
 
 def stream_video(streamer: VideoStreamer, path: PathLike) -> Iterator[FramePrediction]:

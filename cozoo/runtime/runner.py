@@ -4,7 +4,6 @@ Needs only onnxruntime, numpy and PyAV (no PyTorch)."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from cozoo.runtime.metadata import (
     read_metadata,
 )
 from cozoo.runtime.preprocess import FramePreprocessor, iter_rgb_frames, probe
+from cozoo.timeline import frames_per_step, samples_by_time, step_frame, steps_at_frame
 
 
 class OnnxStepper:
@@ -136,24 +136,17 @@ class OnnxVideoStreamer:
 
     @property
     def by_time(self) -> bool:
-        return self.target_fps is not None and bool(self.fps) and abs(self.fps - self.target_fps) >= 1e-3
+        return samples_by_time(self.fps, self.target_fps)
 
     @property
     def frames_per_step(self) -> float:
-        if not self.by_time:
-            return float(self.sampling_rate)
-        return self.sampling_rate * self.fps / self.target_fps  # type: ignore[operator]
+        return frames_per_step(self.sampling_rate, self.fps, self.target_fps)
 
     def video_frame(self, step: int) -> int:
-        if not self.by_time:
-            return step * self.sampling_rate
-        return math.floor(step * self.sampling_rate * self.fps / self.target_fps + 1e-6)  # type: ignore[operator]
+        return step_frame(step, self.sampling_rate, self.fps, self.target_fps)
 
     def _steps_at(self, index: int) -> int:
-        if not self.by_time:
-            return int(index % self.sampling_rate == 0)
-        step = self.frames_per_step
-        return max(math.ceil((index + 1 - 1e-6) / step) - math.ceil((index - 1e-6) / step), 0)
+        return steps_at_frame(index, self.sampling_rate, self.fps, self.target_fps)
 
     def _push(self, x: np.ndarray, frame_index: int) -> FramePrediction | None:
         step = self.steps
