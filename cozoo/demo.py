@@ -1,4 +1,4 @@
-"""``make demo``: the main job, offline, on CPU in under 2 minutes on 2 idle cores (most of it fine-tuning).
+"""``make demo``: the main job, offline, on CPU in about 90 s on a 2-core machine (most of it fine-tuning).
 
 1. Fine-tunes a slim X3D-XS on generated motion videos (``configs/finetune/synthetic_x3d.yaml``; published
    checkpoints cannot be downloaded offline, so the weights are learnt here).
@@ -41,8 +41,8 @@ RECIPE = Path(__file__).resolve().parent.parent / "configs" / "finetune" / "synt
 PLOT = Path("runs") / "demo" / "stream_probs.png"  # kept after the demo (relative to the working directory)
 # The continual model averages its last POOL_WINDOW steps: two training clips (8 steps each), as Co3D's
 # longer-window models (e.g. cox3d_s_64) average more than their training clip. Each prediction then stands
-# for a 16-step source clip, over one or two of the stream's independent segments, and is steadier across
-# the cuts between them. Receptive field: 34 steps.
+# for a 16-step source clip (32 frames: parts of two or three of the stream's independent segments) and, in
+# our runs, was steadier across the cuts between segments than with 8. Receptive field: 34 steps.
 POOL_WINDOW = 16
 # Each segment is an independent 16-frame video of its class, as in training; a class runs for RUN_CLIPS
 # segments (144 frames, 72 model steps), over twice the continual model's receptive field, so most
