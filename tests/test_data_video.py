@@ -67,6 +67,28 @@ def test_resolution_change_part_way_is_scaled_to_the_first_frame_size(tmp_path):
     assert [f.shape for f in iter_frames(joined)] == [(32, 48, 3)] * 12
 
 
+def _pyav_rgb(path, **size) -> list[np.ndarray]:
+    """Every frame as PyAV converts it on its own (a conversion context per frame): the reference."""
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24", **size) for frame in container.decode(video=0)]
+
+
+def test_decoded_frames_equal_pyav_own_conversion(tmp_path):
+    """`read_frames` and `iter_frames` convert with one reformatter for all frames (fast for small videos):
+    the pixels are PyAV's per-frame conversion's, for a textured video and for frames scaled back to the
+    first frame's size."""
+    noise = np.random.default_rng(0).integers(0, 256, size=(6, 32, 48, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "noise.mp4", noise)
+    reference = np.stack(_pyav_rgb(path))
+    assert np.array_equal(read_frames(path).numpy(), reference)
+    assert np.array_equal(np.stack([f.numpy() for f in iter_frames(path)]), reference)
+    joined = tmp_path / "switch.h264"
+    joined.write_bytes(_raw_h264(tmp_path / "a.h264", 32, 48, range(0, 60, 20))
+                       + _raw_h264(tmp_path / "b.h264", 64, 96, range(60, 120, 20)))
+    scaled = np.stack(_pyav_rgb(joined, width=48, height=32))
+    assert np.array_equal(read_frames(joined).numpy(), scaled)
+
+
 def test_rotation_metadata_turns_frames_upright(tmp_path):
     image = np.zeros((4, 32, 48, 3), np.uint8)
     image[:, :16, :16] = 250  # a bright top-left corner

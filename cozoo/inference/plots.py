@@ -23,11 +23,13 @@ def plot_probabilities(
     top: int = 5,
     title: str | None = None,
     fps: float | None = None,
+    truth: Sequence[tuple[int, int, str]] = (),
 ) -> Path:
     """Write a PNG of the probabilities over time of the ``top`` classes with the highest peak probability
     (y axis up to just above that peak, at most 1). x is the video frame each prediction is about
     (`plotted_frame`), not the later frame at which it was emitted; with ``fps``, a second axis in seconds.
-    Each prediction is marked, so that one prediction still shows."""
+    Each prediction is marked, so that one prediction still shows. ``truth``: ``(first_frame, last_frame,
+    class)`` spans of a labelled video, shaded in their class's line colour (grey if not plotted)."""
     if not predictions:
         raise ValueError("no predictions to plot")
     probs = torch.stack([p.probs for p in predictions])  # (steps, classes)
@@ -37,9 +39,16 @@ def plot_probabilities(
     chosen = probs.max(dim=0).values.argsort(descending=True)[: max(1, top)].tolist()
     fig = new_figure(figsize=(9, 4.5))
     ax = fig.subplots()
+    colours = {}
     for index in chosen:
-        ax.plot(frames, probs[:, index].numpy(), label=class_names[index], linewidth=1.6, marker="o",
-                markersize=3 if len(frames) > 1 else 6)
+        (line,) = ax.plot(frames, probs[:, index].numpy(), label=class_names[index], linewidth=1.6,
+                          marker="o", markersize=3 if len(frames) > 1 else 6)
+        colours[class_names[index]] = line.get_color()
+    for first, last, label in truth:
+        ax.axvspan(first - 0.5, last + 0.5, color=colours.get(label, "grey"), alpha=0.15, linewidth=0)
+    if truth:
+        ax.text(0.99, 0.02, "shaded: the class on screen", transform=ax.transAxes, ha="right",
+                fontsize="small")
     ax.set_xlabel("video frame each prediction is centred on (it is emitted `delay` frames later)")
     if fps:
         seconds = ax.secondary_xaxis("top", functions=(lambda f: f / fps, lambda s: s * fps))
