@@ -514,9 +514,11 @@ def test_cli_stream_live_source_and_gone_server(video: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     port = _free_port()
     jsonl = tmp_path / "live.jsonl"
-    with serve(video, port, realtime=False):
+    with serve(video, port, realtime=False):  # the whole file at once: a buffer that holds it drops nothing,
+        # however fast frames decode against the model's first steps
         code = main(["stream", f"tcp://127.0.0.1:{port}", "--model", "colate_fusion", "--crop", str(CROP),
-                     "--sampling-rate", "1", "--jsonl", str(jsonl), "--reconnect-retries", "0"])
+                     "--sampling-rate", "1", "--jsonl", str(jsonl), "--reconnect-retries", "0",
+                     "--buffer", str(FRAMES)])
     captured = capsys.readouterr()
     assert code == 0 and "s behind]" in captured.out
     assert "giving up after 0 reconnection attempts" in captured.err
