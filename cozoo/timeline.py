@@ -47,3 +47,29 @@ def steps_at_frame(index: int, sampling_rate: int, fps: float | None, target_fps
     first = math.ceil((index - 1e-6) / step)
     end = math.ceil((index + 1 - 1e-6) / step)
     return max(end - first, 0)
+
+
+class StepTimeline:
+    """The rule as seen by a streamer that holds ``sampling_rate``, ``target_fps`` and the ``fps`` of the
+    video it is fed (set per video): `cozoo.inference.VideoStreamer` and the ONNX runner's streamer."""
+
+    sampling_rate: int
+    fps: float | None
+    target_fps: float | None
+
+    @property
+    def by_time(self) -> bool:
+        """Whether steps are taken by time (`samples_by_time`, as clips are)."""
+        return samples_by_time(self.fps, self.target_fps)
+
+    @property
+    def frames_per_step(self) -> float:
+        """Video frames between consecutive model steps (`frames_per_step`)."""
+        return frames_per_step(self.sampling_rate, self.fps, self.target_fps)
+
+    def video_frame(self, step: int) -> int:
+        """The video frame model step ``step`` takes (`step_frame`)."""
+        return step_frame(step, self.sampling_rate, self.fps, self.target_fps)
+
+    def _steps_at(self, index: int) -> int:
+        return steps_at_frame(index, self.sampling_rate, self.fps, self.target_fps)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from cozoo.timeline import frames_per_step, samples_by_time, step_frame, steps_at_frame, video_frame_at
+from cozoo.timeline import (
+    StepTimeline,
+    frames_per_step,
+    samples_by_time,
+    step_frame,
+    steps_at_frame,
+    video_frame_at,
+)
 
 
 def test_near_rates_sample_by_index_and_far_ones_by_time() -> None:
@@ -32,3 +39,14 @@ def test_by_time_takes_the_frame_on_screen_at_each_instant(fps: float, rate: int
     last = frames[-1]
     counts = [frames.count(i) for i in range(last)]
     assert [steps_at_frame(i, rate, fps, target) for i in range(last)] == counts
+
+
+def test_step_timeline_reads_its_streamers_rates() -> None:
+    """`StepTimeline` answers with the functions above for the rates its holder has at the moment."""
+    holder = StepTimeline()
+    holder.sampling_rate, holder.fps, holder.target_fps = 2, 60.0, 30.0
+    assert holder.by_time and holder.frames_per_step == 4.0
+    assert [holder.video_frame(k) for k in range(3)] == [0, 4, 8]
+    assert [holder._steps_at(i) for i in range(5)] == [1, 0, 0, 0, 1]
+    holder.fps = 30.0  # a new video at the target rate: by frame index
+    assert not holder.by_time and [holder.video_frame(k) for k in range(3)] == [0, 2, 4]

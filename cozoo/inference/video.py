@@ -25,7 +25,7 @@ from cozoo.data.kinetics import CorruptVideoWarning
 from cozoo.data.transforms import VideoTransform, eval_transform
 from cozoo.data.video import FRAME_COUNT_SLACK, PathLike, VideoDecodeError, iter_frames, probe_video
 from cozoo.models.registry import ModelConfig
-from cozoo.timeline import frames_per_step, samples_by_time, step_frame, steps_at_frame
+from cozoo.timeline import StepTimeline
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class FramePrediction(Stamped):
         return self.logits.float().softmax(dim=-1)
 
 
-class VideoStreamer:
+class VideoStreamer(StepTimeline):
     """Steps a continual model through frames (replayed as CUDA graphs with ``cuda_graphs``, see
     `Stream`; pooled features instead of logits with ``features``); counts what it decoded and fed.
 
@@ -169,23 +169,6 @@ class VideoStreamer:
                 prediction = self._push(self._last_input, index)
                 if prediction is not None:
                     yield prediction
-
-    @property
-    def by_time(self) -> bool:
-        """Whether steps are taken by time (`cozoo.timeline.samples_by_time`, as clips are)."""
-        return samples_by_time(self.fps, self.target_fps)
-
-    @property
-    def frames_per_step(self) -> float:
-        """Video frames between consecutive model steps (`cozoo.timeline.frames_per_step`)."""
-        return frames_per_step(self.sampling_rate, self.fps, self.target_fps)
-
-    def video_frame(self, step: int) -> int:
-        """The video frame model step ``step`` takes (`cozoo.timeline.step_frame`)."""
-        return step_frame(step, self.sampling_rate, self.fps, self.target_fps)
-
-    def _steps_at(self, index: int) -> int:
-        return steps_at_frame(index, self.sampling_rate, self.fps, self.target_fps)
 
     def pad_until_output(self) -> FramePrediction | None:
         """Repeat the last fed frame until the model's first prediction (for videos shorter than the

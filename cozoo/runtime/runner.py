@@ -22,7 +22,7 @@ from cozoo.runtime.metadata import (
     read_metadata,
 )
 from cozoo.runtime.preprocess import FramePreprocessor, iter_rgb_frames, probe
-from cozoo.timeline import frames_per_step, samples_by_time, step_frame, steps_at_frame
+from cozoo.timeline import StepTimeline
 
 
 class OnnxStepper:
@@ -109,7 +109,7 @@ class FramePrediction:
         return shifted / shifted.sum()
 
 
-class OnnxVideoStreamer:
+class OnnxVideoStreamer(StepTimeline):
     """Feeds decoded video frames to an exported model as ``cozoo stream`` does: every ``sampling_rate``-th
     frame (on a ``target_fps`` timeline when the metadata sets one and the video's rate differs by at
     least 0.001 fps), each preprocessed on its own."""
@@ -133,20 +133,6 @@ class OnnxVideoStreamer:
         self.stepper.reset()
         self.frames_read = self.steps = self.padded = 0
         self._last_input: np.ndarray | None = None
-
-    @property
-    def by_time(self) -> bool:
-        return samples_by_time(self.fps, self.target_fps)
-
-    @property
-    def frames_per_step(self) -> float:
-        return frames_per_step(self.sampling_rate, self.fps, self.target_fps)
-
-    def video_frame(self, step: int) -> int:
-        return step_frame(step, self.sampling_rate, self.fps, self.target_fps)
-
-    def _steps_at(self, index: int) -> int:
-        return steps_at_frame(index, self.sampling_rate, self.fps, self.target_fps)
 
     def _push(self, x: np.ndarray, frame_index: int) -> FramePrediction | None:
         step = self.steps
