@@ -22,6 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.merge import merge_runs  # noqa: E402
+from cozoo.training.checkpoint import write_text_atomic  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]
 MODELS = "x3d_xs,x3d_s,x3d_m,x3d_l,i3d_r50,slow_r50,slowfast_r50,r2plus1d_18"
@@ -42,9 +43,7 @@ def merge_side(out: Path, side: str, models: list[str]) -> None:
     """``OUT/cpu_SIDE.json`` from the side's per-model runs, which are then removed."""
     runs = [(f"{model}/cpu.json", json.loads((out / side / model / "cpu.json").read_text()))
             for model in models]
-    tmp = out / f"cpu_{side}.json.tmp"
-    tmp.write_text(json.dumps(merge_runs(runs), indent=1) + "\n")
-    tmp.replace(out / f"cpu_{side}.json")
+    write_text_atomic(out / f"cpu_{side}.json", json.dumps(merge_runs(runs), indent=1) + "\n")
     shutil.rmtree(out / side)
 
 

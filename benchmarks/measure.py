@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import platform
 import re
 import statistics
 import time
@@ -224,3 +225,14 @@ def count_compute_ops(fn: Callable[[], object]) -> int:
     with _OpCounter() as counter:
         fn()
     return counter.count
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what `platform` knows: recorded with every CPU result."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

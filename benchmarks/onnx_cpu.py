@@ -27,6 +27,7 @@ import torch
 import cozoo
 from cozoo.export.onnx import export_onnx
 from cozoo.fuse import fuse_conv_bn
+from cozoo.training.checkpoint import write_text_atomic
 
 MODELS = ("cox3d_s", "coi3d_r50", "coslowfast_r50", "cor2plus1d_18")
 
@@ -123,14 +124,9 @@ def main() -> None:
             print(name, json.dumps(result["models"][name]["latency_ms"]),
                   result["models"][name]["onnxruntime_over_eager"], flush=True)
             result["settings"]["load_average_at_end"] = os.getloadavg()
-            _write(result, out)  # after each model: a run cut short keeps what it measured
+            # after each model: a run cut short keeps what it measured
+            write_text_atomic(out, json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
-
-
-def _write(result: dict, out: Path) -> None:
-    temp = out.with_name(f".{out.name}.tmp")
-    temp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(temp, out)
 
 
 if __name__ == "__main__":

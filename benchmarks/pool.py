@@ -23,6 +23,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from tqdm import tqdm
 
 import cozoo
 from cozoo.inference.pool import StreamPool
+from cozoo.training.checkpoint import write_text_atomic
 
 
 def frames_for(n: int, crop: int, device: torch.device, count: int) -> list[torch.Tensor]:
@@ -45,6 +47,22 @@ def synchronize(frames: list[torch.Tensor]) -> None:
         torch.cuda.synchronize(frames[0].device)
 
 
+def time_after(frames: list[torch.Tensor], settle: int, step: Callable[[torch.Tensor], None]) -> float:
+    """Seconds ``step`` takes over ``frames[settle:]`` (after ``settle`` untimed calls; the garbage
+    collector paused while timed), device work included."""
+    start = 0.0
+    for t, batch in enumerate(frames):
+        if t == settle:
+            gc.disable()
+            synchronize(frames)
+            start = time.perf_counter()
+        step(batch)
+    synchronize(frames)
+    elapsed = time.perf_counter() - start
+    gc.enable()
+    return elapsed
+
+
 def time_pool(model: nn.Module, n: int, frames: list[torch.Tensor], settle: int, staggered: bool,
               mixed: bool = False) -> float:
     """Seconds for ``len(frames) - settle`` pushes of one frame to each of ``n`` streams, after ``settle``
@@ -56,34 +74,18 @@ def time_pool(model: nn.Module, n: int, frames: list[torch.Tensor], settle: int,
     if staggered:
         pool.push({s: frames[0][i] for i, s in enumerate(ids)})
         ids = ids + [pool.open() for i in range(n) if i % 2]
-    start = 0.0
-    for t, batch in enumerate(frames):
-        if t == settle:
-            gc.disable()
-            synchronize(frames)
-            start = time.perf_counter()
-        pool.push({s: batch[i] for i, s in enumerate(ids)})
-    synchronize(frames)
-    elapsed = time.perf_counter() - start
-    gc.enable()
-    return elapsed
+    return time_after(frames, settle, lambda batch: pool.push({s: batch[i] for i, s in enumerate(ids)}))
 
 
 def time_separate(model: nn.Module, n: int, frames: list[torch.Tensor], settle: int) -> float:
     """The same for ``n`` deep copies of ``model``, each with its own ``model.stream()``."""
     streams = [copy.deepcopy(model).stream() for _ in range(n)]
-    start = 0.0
-    for t, batch in enumerate(frames):
-        if t == settle:
-            gc.disable()
-            synchronize(frames)
-            start = time.perf_counter()
+
+    def step(batch: torch.Tensor) -> None:
         for i, stream in enumerate(streams):
             stream.push(batch[i : i + 1])
-    synchronize(frames)
-    elapsed = time.perf_counter() - start
-    gc.enable()
-    return elapsed
+
+    return time_after(frames, settle, step)
 
 
 def benchmark(name: str, sizes: list[int], crop: int, timed: int, device: torch.device, staggered: bool,
@@ -145,10 +147,7 @@ def main(argv: list[str] | None = None) -> None:
                              args.mixed_warmup) for name in args.models.split(",")],
     }
     result["device"]["load_average_end"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     for entry in result["models"]:
         for row in entry["results"]:
             extra = ""

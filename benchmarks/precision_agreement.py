@@ -37,7 +37,7 @@ from cozoo.data.video import iter_frames  # noqa: E402
 from cozoo.factory import get_config  # noqa: E402
 from cozoo.inference.pool import StreamPool  # noqa: E402
 from cozoo.inference.video import FrameTransform  # noqa: E402
-from cozoo.training.checkpoint import load_checkpoint  # noqa: E402
+from cozoo.training.checkpoint import load_checkpoint, write_text_atomic  # noqa: E402
 from cozoo.training.config import FinetuneConfig  # noqa: E402
 from cozoo.training.data import clip_settings  # noqa: E402
 from cozoo.training.loop import load_finetuned  # noqa: E402
@@ -154,10 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                            "cozoo": cozoo.__version__},
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               **measure(args.data, device, precisions)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(args.out)
+    write_text_atomic(args.out, json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["precisions"], indent=1))
 
 

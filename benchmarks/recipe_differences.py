@@ -22,6 +22,7 @@ import cozoo
 from cozoo.data.synthetic import DEFAULT_CLASSES, render_clip
 from cozoo.data.transforms import eval_transform
 from cozoo.registry import get_config
+from cozoo.training.checkpoint import write_text_atomic
 from cozoo.weights.converters import convert_state_dict, load_state_dict_strict
 
 with warnings.catch_warnings():
@@ -91,11 +92,7 @@ def main() -> None:
         "r2plus1d_18_transform": r2plus1d_transform(wide),
         "x3d_xs_head_at_182": x3d_head(wide, "x3d_xs"),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "recipe_differences.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(args.out / "recipe_differences.json", json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

@@ -54,6 +54,7 @@ from benchmarks.measure import (  # noqa: E402
     Latency,
     Throughput,
     count_compute_ops,
+    cpu_name,
     measure_latency,
     measure_throughput,
     track_peak_memory,
@@ -416,14 +417,14 @@ def environment(device: torch.device) -> dict[str, Any]:
             "python": platform.python_version(), "torch": torch.__version__, "cozoo": cozoo.__version__,
             "continual_inference": peers.available(), "git_commit": _git_commit(),
         },
-        "device": {"type": device.type, "torch_threads": torch.get_num_threads(), "cpu": _cpu_name(),
+        "device": {"type": device.type, "torch_threads": torch.get_num_threads(), "cpu": cpu_name(),
                    "cpu_count": os.cpu_count(), "load_average_start": list(os.getloadavg())},
     }
     if device.type == "cuda":
         info["device"]["name"] = torch.cuda.get_device_name(device)
         info["versions"].update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
     else:
-        info["device"]["name"] = _cpu_name()
+        info["device"]["name"] = cpu_name()
     return info
 
 
@@ -438,16 +439,6 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("+dirty" if dirty else "")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(settings: Settings, out_dir: Path, log: Callable[[str], None] = print, plot: bool = True,

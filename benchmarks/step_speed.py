@@ -46,10 +46,12 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable f
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cozoo  # noqa: E402
-from benchmarks.run import _cpu_name, _git_commit, flops  # noqa: E402
+from benchmarks.measure import cpu_name  # noqa: E402
+from benchmarks.run import _git_commit, flops  # noqa: E402
 from cozoo.continual import to_continual  # noqa: E402
 from cozoo.continual.fastpath import fast_steps  # noqa: E402
 from cozoo.registry import get_config  # noqa: E402
+from cozoo.training.checkpoint import write_text_atomic  # noqa: E402
 
 SOURCE_FPS = 30.0  # the source video's frame rate for the real-time stream count
 
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     result.setdefault("streams", {})
     result["environment"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__, "git_commit": _git_commit(), "cpu": _cpu_name(),
+        "torch": torch.__version__, "git_commit": _git_commit(), "cpu": cpu_name(),
         "cpu_count": os.cpu_count(), "load_average_start": list(os.getloadavg()),
         "threads": args.threads, "stream_threads": args.stream_threads,
     }
@@ -193,10 +195,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _write(path: Path, result: dict[str, Any]) -> None:
     """Atomically (temp file, then rename): a cut-off run keeps the models that finished."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

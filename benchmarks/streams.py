@@ -34,10 +34,15 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-import cozoo
-from cozoo.continual import to_continual
-from cozoo.factory import get_config
-from cozoo.inference.pool import StreamPool
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cozoo  # noqa: E402
+from benchmarks.measure import cpu_name  # noqa: E402
+from cozoo.continual import to_continual  # noqa: E402
+from cozoo.factory import get_config  # noqa: E402
+from cozoo.inference.pool import StreamPool  # noqa: E402
+from cozoo.training.checkpoint import write_text_atomic  # noqa: E402
 
 SOURCE_FPS = 30.0
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "cozoo": cozoo.__version__},
         "device": {"type": device.type,
-                   "name": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
+                   "name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
                    "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                    "load_average_start": list(os.getloadavg())},
         "settings": {"source_fps": SOURCE_FPS, "cuda_graphs": cuda and not args.eager,
@@ -178,27 +183,9 @@ def main(argv: list[str] | None = None) -> None:
             entry = {"model": f"co{name}", "precision": p, "error": f"{type(error).__name__}: {error}"}
         result["results"].append(entry)
         print(json.dumps({k: v for k, v in entry.items() if k != "capacities"}), flush=True)
-        _write(args.out, result)
+        write_text_atomic(args.out, json.dumps(result, indent=1) + "\n")  # a cut-off run keeps what ran
     result["device"]["load_average_end"] = list(os.getloadavg())
-    _write(args.out, result)
-
-
-def _cpu_name() -> str:
-    """The CPU's model name (Linux), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _write(path: Path, result: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(path)
+    write_text_atomic(args.out, json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
