@@ -110,6 +110,21 @@ def run_schedule(model: nn.Module, schedule: list[tuple[str, int, int]], seed: i
     return compared
 
 
+def check_alone(got: dict, frames: dict, alone: dict, atol: float = 1e-6) -> int:
+    """Push each stream's frame to its lone stream (``alone[id]``) and assert the pool's prediction
+    ``got[id]`` equals it: ``None`` exactly where the lone stream gives ``None``, else the same stamp and
+    logits to 1e-5 relative. Returns how many predictions were compared."""
+    compared = 0
+    for stream_id, frame in frames.items():
+        expected = alone[stream_id].push(frame[None])
+        assert (got[stream_id] is None) == (expected is None), stream_id
+        if expected is not None:
+            assert got[stream_id].stamp == expected.stamp
+            torch.testing.assert_close(got[stream_id].logits, expected.logits, rtol=1e-5, atol=atol)
+            compared += 1
+    return compared
+
+
 def pushes_for(model: nn.Module, warmup: str = "valid") -> int:
     """Pushes enough for a stream opened last to predict several times (mixed pools: as valid)."""
     model.reset(warmup=warmup)
@@ -223,14 +238,9 @@ def test_reopened_row_starts_from_the_modes_initial_state():
     zero_lone = zero_start.stream(warmup="padded")
     compared = differ = 0
     for t in range(16):
-        got = pool.push({padded: frames[t], valid: frames[t]})
-        for stream_id, stream in lone.items():
-            expected = stream.push(frames[t][None])
-            assert (got[stream_id] is None) == (expected is None), (stream_id, t)
-            if expected is not None:
-                assert got[stream_id].stamp == expected.stamp
-                torch.testing.assert_close(got[stream_id].logits, expected.logits, rtol=1e-5, atol=1e-5)
-                compared += 1
+        pushed = {padded: frames[t], valid: frames[t]}
+        got = pool.push(pushed)
+        compared += check_alone(got, pushed, lone, atol=1e-5)
         zero = zero_lone.push(frames[t][None])
         differ += zero is not None and not torch.allclose(zero.logits, got[padded].logits, atol=1e-3)
     assert compared == 7 + 5 and differ > 0  # and zeros in the max pool's cache would have been wrong
@@ -281,12 +291,7 @@ def test_bad_input_is_refused_and_leaves_every_stream_untouched():
     def push_both(steps: int) -> None:
         for _ in range(steps):
             frames = {a: frame(), b: frame()}
-            got = pool.push(frames)
-            for stream_id, f in frames.items():
-                expected = alone[stream_id].push(f[None])
-                assert (got[stream_id] is None) == (expected is None)
-                if expected is not None:
-                    torch.testing.assert_close(got[stream_id].logits, expected.logits, rtol=1e-5, atol=1e-6)
+            check_alone(pool.push(frames), frames, alone)
 
     push_both(9)
     c = pool.open()
@@ -331,22 +336,15 @@ def test_stream_without_a_frame_keeps_its_state_and_free_rows_never_leak():
     fast, slow, spare = pool.open(), pool.open(), pool.open()
     pool.push({spare: torch.full((3, 8, 8), float("nan"))})
     pool.close(spare)  # its row keeps NaN state
-    alone_fast, alone_slow = copy.deepcopy(reference).stream(), copy.deepcopy(reference).stream()
+    alone = {fast: copy.deepcopy(reference).stream(), slow: copy.deepcopy(reference).stream()}
     outputs = 0
     for t in range(40):
         frames = {fast: torch.randn(3, 8, 8)}
         if t % 2:
             frames[slow] = torch.randn(3, 8, 8)
         got = pool.push(frames)
-        for stream_id, lone in ((fast, alone_fast), (slow, alone_slow)):
-            if stream_id in frames:
-                expected = lone.push(frames[stream_id][None])
-                assert (got[stream_id] is None) == (expected is None)
-                if expected is not None:
-                    assert torch.isfinite(got[stream_id].logits).all()
-                    torch.testing.assert_close(got[stream_id].logits, expected.logits, rtol=1e-5, atol=1e-6)
-                    assert got[stream_id].frame_index == expected.frame_index
-                    outputs += 1
+        assert all(torch.isfinite(p.logits).all() for p in got.values() if p is not None)
+        outputs += check_alone(got, frames, alone)  # the stamp holds each stream's own frame index
     assert outputs > 10
     assert pool.frames_seen(slow) == 20 and pool.frames_seen(fast) == 40
 
@@ -421,11 +419,5 @@ def test_cuda_graph_pool_equals_streams_alone():
             mode = ("valid", "padded")[t % 2]
             alone[pool.open(warmup=mode)] = copy.deepcopy(reference).stream(warmup=mode)
         frames = {s: torch.randn(3, 8, 8, device="cuda") for s in pool.live if (t + s) % 3}
-        got = pool.push(frames)
-        for stream_id, frame in frames.items():
-            expected = alone[stream_id].push(frame[None])
-            assert (got[stream_id] is None) == (expected is None)
-            if expected is not None:
-                torch.testing.assert_close(got[stream_id].logits, expected.logits, rtol=1e-5, atol=1e-6)
-                assert got[stream_id].stamp == expected.stamp
+        check_alone(pool.push(frames), frames, alone)
     assert {mode for mode, _ in pool._graphs} == {"valid", "padded"}
